@@ -1,0 +1,75 @@
+"""The worker bootstep: checks the settings at start, reports the account's state."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from celery import bootsteps
+
+from . import process, status
+from .settings import SETTINGS, load_config
+
+__all__ = ["SvcJWTStep"]
+
+logger = logging.getLogger(__name__)
+
+
+class SvcJWTStep(bootsteps.StartStopStep):
+    """Service-account JWT for tasks.
+
+    Runs in the worker's main process, which never logs in under prefork:
+    each pool child logs in at ``worker_process_init`` (see
+    :mod:`celery_svcjwt.process`).  Command-line values and the status folder
+    go into ``app.conf``, which both forked and spawned children receive.
+    """
+
+    label = "celery-svcjwt"
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        app = worker.app
+        cli = {
+            s.name: kwargs[f"svcjwt_{s.name}"] for s in SETTINGS if s.cli and kwargs.get(f"svcjwt_{s.name}") is not None
+        }
+        if cli:
+            app.conf.svcjwt_cli = cli
+        self.config = load_config(app)  # fails the worker's start with every problem listed
+        self.folder = tempfile.mkdtemp(prefix="celery-svcjwt-")
+        app.conf[status.STATUS_DIR_KEY] = self.folder
+        app.conf[process.MAIN_PID_KEY] = os.getpid()
+        super().__init__(worker, **kwargs)
+
+    def start(self, worker: Any) -> None:
+        cfg = self.config
+        logger.info(
+            "celery-svcjwt: tasks call %s as %r (login %s, header %s)",
+            cfg.api_url,
+            cfg.username,
+            cfg.login_mode,
+            cfg.auth_header_type,
+        )
+
+    def stop(self, worker: Any) -> None:
+        pass
+
+    def shutdown(self, worker: Any) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def info(self, worker: Any) -> dict[str, Any]:
+        """Merged into ``celery inspect stats``: per process, logged in or not and expiry (no token)."""
+        processes = status.collect(self.folder)
+        logged_in = [p for p in processes if p["profiles"].get("default", {}).get("logged_in")]
+        expiries = [p["profiles"]["default"]["token_expires_at"] for p in logged_in]
+        return {
+            "svcjwt": {
+                "account": self.config.username,
+                "api_url": self.config.api_url,
+                "logged_in": bool(logged_in),
+                "processes_logged_in": len(logged_in),
+                "token_expires_at": min(expiries) if expiries else None,
+                "processes": processes,
+            }
+        }

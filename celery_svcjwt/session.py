@@ -1,0 +1,170 @@
+"""``self.api``: a requests.Session bound to one API, carrying the service account's JWT.
+
+* URLs resolve against ``svcjwt_api_url`` (``items/1/`` and ``/items/1/`` both
+  stay under its path, as httpx's ``base_url`` does).
+* A request for another origin raises :class:`ForeignOriginError` before
+  anything is sent; a redirect to another origin is followed without the token.
+* A 401 from the API renews the token once and replays the request once,
+  when its body can be replayed (google-auth's bounded retry).
+* Every request gets a default timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .endpoints import user_agent
+from .errors import ForeignOriginError
+from .manager import TokenManager
+from .settings import Config, origin_of, resolve_url
+from .tokens import TokenSet
+
+__all__ = ["ApiSession", "JWTAuth"]
+
+logger = logging.getLogger(__name__)
+
+# Attributes set on a PreparedRequest (per request, so the auth object stays thread-safe).
+_TOKEN_ATTR = "_svcjwt_token"
+_BODY_POS_ATTR = "_svcjwt_body_pos"
+_RETRIED_ATTR = "_svcjwt_retried"
+
+
+class JWTAuth(requests.auth.AuthBase):
+    """Adds ``Authorization: <type> <access token>`` for one origin and handles a 401 once."""
+
+    def __init__(self, manager: TokenManager, header_type: str, origin: str) -> None:
+        self.manager = manager
+        self.header_type = header_type
+        self.origin = origin
+        self._warned_scheme = False
+
+    def __repr__(self) -> str:
+        return f"<JWTAuth {self.header_type} for {self.origin}>"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if origin_of(request.url or "") != self.origin:
+            return request  # never attach the token anywhere else
+        self._attach(request, self.manager.get())
+        body = request.body
+        if body is not None and hasattr(body, "tell") and hasattr(body, "seek"):
+            try:
+                setattr(request, _BODY_POS_ATTR, body.tell())
+            except OSError:
+                setattr(request, _BODY_POS_ATTR, None)
+        request.register_hook("response", self.handle_401)
+        return request
+
+    def _attach(self, request: requests.PreparedRequest, tokens: TokenSet) -> None:
+        request.headers["Authorization"] = f"{self.header_type} {tokens.access}"
+        setattr(request, _TOKEN_ATTR, tokens)
+
+    def handle_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        request = response.request
+        if response.status_code != 401 or getattr(request, _RETRIED_ATTR, False):
+            return response
+        used: TokenSet | None = getattr(request, _TOKEN_ATTR, None)
+        if used is None or origin_of(request.url or "") != self.origin:
+            return response  # a redirect hop elsewhere, which carried no token
+        if not self._scheme_accepted(response):
+            return response
+        if not _rewind(request):
+            logger.info("celery-svcjwt: 401 on a request whose body cannot be replayed; returning it as is")
+            return response
+        tokens = self.manager.renew_after_401(used)
+        response.content  # noqa: B018 - drain, so the connection returns to the pool
+        response.close()
+        retry = request.copy()
+        self._attach(retry, tokens)
+        setattr(retry, _RETRIED_ATTR, True)
+        if hasattr(request, _BODY_POS_ATTR):
+            setattr(retry, _BODY_POS_ATTR, getattr(request, _BODY_POS_ATTR))
+        connection = response.connection
+        new = connection.send(retry, **kwargs)
+        new.history.append(response)
+        new.request = retry
+        return new
+
+    def _scheme_accepted(self, response: requests.Response) -> bool:
+        """False when the server's WWW-Authenticate names another scheme than ours."""
+        challenge = response.headers.get("WWW-Authenticate", "").strip()
+        expected = challenge.split(" ", 1)[0] if challenge else ""
+        if expected and expected.lower() != self.header_type.lower():
+            if not self._warned_scheme:
+                self._warned_scheme = True
+                logger.error(
+                    "celery-svcjwt: the API expects the %r authorization scheme but svcjwt_auth_header_type is %r: "
+                    "set svcjwt_auth_header_type to %r (SIMPLE_JWT['AUTH_HEADER_TYPES'])",
+                    expected,
+                    self.header_type,
+                    expected,
+                )
+            return False
+        return True
+
+
+def _rewind(request: requests.PreparedRequest) -> bool:
+    """Make the body readable again; False when it cannot be replayed (a generator, a stream)."""
+    body = request.body
+    if body is None or isinstance(body, (bytes, str)):
+        return True
+    pos = getattr(request, _BODY_POS_ATTR, None)
+    if pos is None:
+        return False
+    try:
+        body.seek(pos)  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+class ApiSession(requests.Session):
+    """A requests.Session for one API origin, authenticated as the service account."""
+
+    def __init__(self, config: Config, manager: TokenManager) -> None:
+        super().__init__()
+        self.base_url = config.api_url
+        self.origin = config.origin
+        self.timeout: float | tuple[float, float] | None = config.timeout
+        self.verify = config.verify
+        self.auth = JWTAuth(manager, config.auth_header_type, self.origin)
+        self.manager = manager
+        self.headers["User-Agent"] = user_agent()
+        # Retry only failures to connect: the request never left, so any method is safe.
+        adapter = HTTPAdapter(
+            max_retries=Retry(total=None, connect=2, read=0, redirect=None, status=0, other=0, backoff_factor=0.1)
+        )
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"<ApiSession {self.base_url} as {self.manager.config.username!r}>"
+
+    def resolve(self, url: str | bytes) -> str:
+        """The absolute URL for ``url``; raise :class:`ForeignOriginError` if it leaves the API's origin."""
+        text = url.decode() if isinstance(url, bytes) else str(url)
+        absolute = resolve_url(self.base_url, text)
+        other = origin_of(absolute)
+        if other != self.origin:
+            raise ForeignOriginError(
+                f"self.api only sends requests to {self.origin} (svcjwt_api_url), and this one is for {other}; "
+                "use a plain requests.Session for other hosts, so the service account's token never leaves its API"
+            )
+        return absolute
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        request.url = self.resolve(request.url)
+        return super().prepare_request(request)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if len(args) < 9:  # timeout is the 9th positional parameter of Session.request
+            kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+    def should_strip_auth(self, old_url: str, new_url: str) -> bool:
+        """Strip the token on any change of origin, including http -> https on the same host."""
+        return origin_of(old_url) != origin_of(new_url) or super().should_strip_auth(old_url, new_url)
