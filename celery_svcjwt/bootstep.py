@@ -9,8 +9,10 @@ import tempfile
 from typing import Any
 
 from celery import bootsteps
+from celery.apps.worker import Worker as CliWorker
 
 from . import process, status
+from .errors import ConfigurationError
 from .settings import SETTINGS, load_config
 
 __all__ = ["SvcJWTStep"]
@@ -36,7 +38,12 @@ class SvcJWTStep(bootsteps.StartStopStep):
         }
         if cli:
             app.conf.svcjwt_cli = cli
-        self.config = load_config(app)  # fails the worker's start with every problem listed
+        try:
+            self.config = load_config(app)
+        except ConfigurationError as exc:
+            if isinstance(worker, CliWorker):  # `celery worker`: one clear message, no traceback
+                raise SystemExit(f"\n{exc}\n") from None
+            raise
         self.folder = tempfile.mkdtemp(prefix="celery-svcjwt-")
         app.conf[status.STATUS_DIR_KEY] = self.folder
         app.conf[process.MAIN_PID_KEY] = os.getpid()

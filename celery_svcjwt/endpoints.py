@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import requests
 
 from .errors import AuthUnavailable, ConfigurationError, CredentialsRejected, SvcJWTError
-from .settings import Config
+from .settings import Config, read_password_file
 from .tokens import decode_json, parse_error_body, parse_retry_after
 
 __all__ = ["HttpLogin", "LoginBackend", "RefreshRejected", "user_agent"]
@@ -67,11 +67,12 @@ class HttpLogin:
 
     def obtain(self) -> Mapping[str, Any]:
         cfg = self.config
-        body = {cfg.username_field: cfg.username, "password": cfg.password}
+        password = current_password(cfg)
+        body = {cfg.username_field: cfg.username, "password": password}
         response = self._post(cfg.token_url, body, "token")
         if response.status_code in (400, 401, 403):
             err = parse_error_body(response.content)
-            said = err.describe() or f"HTTP {response.status_code}"
+            said = redact(err.describe(), password).rstrip(".") or f"HTTP {response.status_code}"
             hint = "check svcjwt_username and the password (svcjwt_password, SVC_ACCT_PASS or svcjwt_password_file)"
             if response.status_code == 400 and err.fields:
                 hint = (
@@ -140,6 +141,25 @@ class HttpLogin:
 
             raise MalformedResponse(f"the {what} endpoint {url} answered with JSON that is not an object")
         return data
+
+
+def current_password(config: Config) -> str | None:
+    """The password now: a password file is read again at every login, so a rotated
+    secret (a Kubernetes Secret updated in place) is used without a restart."""
+    if config.password_file:
+        try:
+            return read_password_file(config.password_file)
+        except (OSError, ValueError):
+            logger.warning("celery-svcjwt: cannot read svcjwt_password_file again; using the password read at start")
+    return config.password
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with every secret replaced, for quoting what a server said."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _reason(exc: requests.RequestException) -> str:

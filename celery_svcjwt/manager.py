@@ -190,7 +190,7 @@ class TokenManager:
                 if attempt >= max(1, attempts) or wait > IN_CALL_WAIT_CAP:
                     delay = max(exc.retry_after, self._backoff())
                     self._fail(exc, delay)
-                    raise AuthUnavailable(f"{exc} (next try in {delay:.1f}s)", retry_after=delay) from None
+                    raise type(exc)(f"{exc} (next try in {delay:.1f}s)", retry_after=delay) from None
                 self.stats.failures += 1
                 logger.info("celery-svcjwt: %s; trying again in %.2fs", exc, wait)
                 self._sleep(wait)

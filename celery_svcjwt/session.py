@@ -22,7 +22,7 @@ from .endpoints import user_agent
 from .errors import ForeignOriginError
 from .manager import TokenManager
 from .settings import Config, origin_of, resolve_url
-from .tokens import TokenSet
+from .tokens import TokenSet, parse_error_body
 
 __all__ = ["ApiSession", "JWTAuth"]
 
@@ -93,6 +93,8 @@ class JWTAuth(requests.auth.AuthBase):
         """False when the server's WWW-Authenticate names another scheme than ours."""
         challenge = response.headers.get("WWW-Authenticate", "").strip()
         expected = challenge.split(" ", 1)[0] if challenge else ""
+        if parse_error_body(response.content).code == "token_not_valid":
+            return True  # the server read our header: the token itself was refused
         if expected and expected.lower() != self.header_type.lower():
             if not self._warned_scheme:
                 self._warned_scheme = True
@@ -163,6 +165,8 @@ class ApiSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if len(args) < 9:  # timeout is the 9th positional parameter of Session.request
             kwargs.setdefault("timeout", self.timeout)
+        if len(args) < 13:  # verify: passed per request, or REQUESTS_CA_BUNDLE would override it
+            kwargs.setdefault("verify", self.verify)
         return super().request(method, url, *args, **kwargs)
 
     def should_strip_auth(self, old_url: str, new_url: str) -> bool:

@@ -459,18 +459,26 @@ def _read_password_file(values: dict[str, Any], sources: dict[str, str], problem
     if not path:
         return
     try:
-        with open(path, encoding="utf-8") as f:
-            secret = f.read().rstrip("\r\n")
+        secret = read_password_file(path)
     except OSError as exc:
         problems.append(
             f"svcjwt_password_file {path!r} cannot be read ({exc.strerror}): mount the secret there or fix the path"
         )
         return
-    if not secret:
+    except ValueError:
         problems.append(f"svcjwt_password_file {path!r} is empty: write the password into it")
         return
     values["password"] = secret
     sources["password"] = f"file {path}"
+
+
+def read_password_file(path: str) -> str:
+    """The password in ``path``, without trailing newlines; ValueError if empty."""
+    with open(path, encoding="utf-8") as f:
+        secret = f.read().rstrip("\r\n")
+    if not secret:
+        raise ValueError("empty password file")
+    return secret
 
 
 def _check(values: dict[str, Any], problems: list[str], profile: str) -> None:
@@ -482,7 +490,10 @@ def _check(values: dict[str, Any], problems: list[str], profile: str) -> None:
     else:
         _check_url(values, "api_url", problems)
         for name in ("token_url", "refresh_url"):
-            if values.get(name) and urlsplit(values[name]).scheme:
+            url = values.get(name) or ""
+            if url.startswith("//"):
+                problems.append(f"svcjwt_{name} {url!r} is scheme-relative: give a path or an absolute https:// URL")
+            elif urlsplit(url).scheme:
                 _check_url(values, name, problems)
     if values.get("login_mode") in ("http", "local"):
         if not values.get("username"):
@@ -502,6 +513,11 @@ def _check_url(values: dict[str, Any], name: str, problems: list[str]) -> None:
         return
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(f"svcjwt_{name} {url!r} is not an http(s) URL with a host, such as https://api.example.com/")
+        return
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        problems.append(f"svcjwt_{name} {url!r} has an invalid port")
         return
     if parts.scheme == "http" and not is_loopback(url) and not values.get("allow_insecure_http"):
         problems.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ class TokenSet:
     obtained_at: float
     access_expires_at: float
     refresh_expires_at: float | None
-    #: ``exp - iat`` of the access token, as the server issued it.
+    #: How long the access token surely lives from ``obtained_at`` (``exp - iat``,
+    #: less the second lost to whole-second claims).
     lifetime: float
     #: Wall-clock ``exp`` claim of the access token (for status reports).
     exp_claim: float
@@ -76,6 +78,19 @@ def refresh_margins(lifetime: float, margin: float) -> tuple[float, float]:
     return advisory, mandatory
 
 
+def usable_lifetime(lifetime: float, iat: float | None) -> float:
+    """How long the token surely lives from the moment it was requested.
+
+    SimpleJWT writes ``iat`` and ``exp`` in whole seconds, truncated: a token
+    issued at 100.9 says ``iat=100``, so it dies up to a second before
+    ``iat + lifetime`` of the issuing moment.  Count that second off (but never
+    more than half the lifetime, for absurdly short tokens).
+    """
+    if iat is not None and float(iat).is_integer():
+        return max(lifetime - 1.0, lifetime / 2)
+    return lifetime
+
+
 def read_claims(token: Any, what: str) -> dict[str, Any]:
     """The claims of a JWT, unverified (the client has no key); raise if it is not a JWT."""
     if not isinstance(token, str) or not token:
@@ -95,9 +110,15 @@ def _number_claim(claims: Mapping[str, Any], name: str, what: str, required: boo
         if required:
             raise MalformedResponse(f"the {what} token has no '{name}' claim, so its expiry is unknown")
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedResponse(f"the {what} token's '{name}' claim is not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise MalformedResponse(f"the {what} token's '{name}' claim is not a number")
+    return number
 
 
 def parse_token_response(
@@ -128,6 +149,7 @@ def parse_token_response(
         skew = None
     if lifetime <= 0:
         raise MalformedResponse("the access token is already expired when it arrives (exp is not after iat)")
+    lifetime = usable_lifetime(lifetime, iat)
 
     refresh = body.get("refresh", previous_refresh)
     refresh_expires_at = previous_refresh_expires_at
@@ -157,7 +179,7 @@ def decode_json(content: bytes) -> Any:
     """JSON from a response body, or raise :class:`MalformedResponse` naming what came instead."""
     try:
         return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         head = content[:64].lstrip().lower()
         kind = "an HTML page" if head.startswith((b"<!doctype", b"<html")) else "a body that is not JSON"
         raise MalformedResponse(f"the token endpoint answered with {kind} ({len(content)} bytes)") from None
@@ -188,7 +210,7 @@ def parse_error_body(content: bytes) -> ErrorBody:
     """
     try:
         data = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ErrorBody()
     if not isinstance(data, dict):
         return ErrorBody()
@@ -215,7 +237,7 @@ def parse_retry_after(value: str | None, wall_now: float, cap: float) -> float |
         return None
     value = value.strip()
     seconds: float | None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         seconds = float(value)
     else:
         try:

@@ -235,7 +235,7 @@ class Worker:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
@@ -273,7 +273,7 @@ def worker_factory(tmp_path: Path, api_server: ApiServer) -> Iterator[Callable[.
     for w in workers:
         w.stop()
     for w in workers:
-        password = w.env.get("SVC_ACCT_PASS", PASSWORD)
+        password = w.env.get("SVC_ACCT_PASS") or PASSWORD
         assert_no_secrets(w.log(), f"the log of worker {w.hostname}", password)
         for path in (w.workdir / "spool" / "results").glob("*"):
             assert_no_secrets(path.read_text(errors="replace"), f"the task result {path.name}", password)

@@ -12,7 +12,7 @@ from celery import Celery
 import celery_svcjwt
 
 _spool = os.environ.get("EXAMPLE_SPOOL") or os.path.join(tempfile.gettempdir(), "celery-svcjwt-example")
-for sub in ("queue", "processed", "results"):
+for sub in ("queue", "processed", "results", "control"):
     os.makedirs(os.path.join(_spool, sub), exist_ok=True)
 
 app = Celery("proj", include=["example.proj.tasks"])
@@ -23,6 +23,7 @@ app.conf.update(
         "data_folder_out": os.path.join(_spool, "queue"),
         "processed_folder": os.path.join(_spool, "processed"),
         "store_processed": False,
+        "control_folder": os.path.join(_spool, "control"),
     },
     result_backend=os.environ.get("CELERY_RESULT_BACKEND", "file://" + os.path.join(_spool, "results")),
     worker_hijack_root_logger=False,

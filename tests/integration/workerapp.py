@@ -24,7 +24,7 @@ AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 def make_app(broker: str, spool: str, queue: str) -> Celery:
     """An app for one test's worker; the test process builds the same one to send tasks."""
     app = Celery("svcjwt_tests")
-    for sub in ("queue", "processed", "results"):
+    for sub in ("queue", "processed", "results", "control"):
         os.makedirs(os.path.join(spool, sub), exist_ok=True)
     file_backend = "file://" + os.path.join(spool, "results")
     urls = {
@@ -41,6 +41,7 @@ def make_app(broker: str, spool: str, queue: str) -> Celery:
             "data_folder_out": os.path.join(spool, "queue"),
             "processed_folder": os.path.join(spool, "processed"),
             "store_processed": False,
+            "control_folder": os.path.join(spool, "control"),
             "polling_interval": 0.05,
         },
         task_default_queue=queue,

@@ -1,0 +1,127 @@
+"""Failures: 401 from the API, auth server down at boot, wrong password, missing settings."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from celery.exceptions import TimeoutError as CeleryTimeout
+
+from celery_svcjwt import CredentialsRejected
+from tests.conftest import USERNAME, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_401_from_api_renews_once_and_replays(api_server_factory, worker_factory):
+    api = api_server_factory()
+    worker = worker_factory(pool="solo", concurrency=1, api=api)
+    assert worker.run("whoami")["logins"] == 1
+
+    # The API's signing key changes: the worker's access and refresh tokens are both dead now.
+    api.restart(EXAMPLE_API_SECRET_KEY="a-brand-new-signing-key-for-the-api-0123456789")
+
+    result = worker.run("call", "POST", "api/echo/", json={"n": 1})
+    assert result["status"] == 200
+    assert result["body"]["data"] == {"n": 1}  # the body was replayed intact
+    assert result["history"] == [401]
+    assert result["retries_401"] == 1
+    assert result["logins"] == 2  # refresh rejected (token_not_valid) -> logged in again
+    stats = api.stats()
+    assert stats["/api/echo/ 401"] == 1
+    assert stats["/api/token/refresh/ 401"] == 1
+    assert stats["/api/token/ 200"] == 1
+
+
+def test_auth_server_down_at_boot_then_up(api_server_factory, worker_factory):
+    port = free_port()
+    # A black hole first: connections are accepted but never answered.
+    hole = socket.socket()
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hole.bind(("127.0.0.1", port))
+    hole.listen(64)
+    env = {
+        "SVCJWT_API_URL": f"http://127.0.0.1:{port}/",
+        "SVCJWT_TIMEOUT": "3",
+        "SVCJWT_LOGIN_ATTEMPTS": "1",
+        "SVCJWT_BACKOFF_MAX": "1",
+        "SVCJWT_TASK_RETRY_BACKOFF_MAX": "1",
+        "SVCJWT_TASK_MAX_RETRIES": "100",
+    }
+    worker = worker_factory(pool="prefork", concurrency=2, env=env)
+    results = [worker.send("whoami") for _ in range(10)]
+
+    # The children started although login hung, and the tasks are being retried, not failed.
+    wait_for(lambda: worker.log().count("Retry in") >= 4, 60, "tasks to be retried")
+    hole.close()
+    wait_for(lambda: "AuthUnavailable" in worker.log(), 30, "a refused connection to be seen")
+    api = api_server_factory(port=port)
+
+    out = [r.get(timeout=90, interval=0.05) for r in results]
+    assert [o["username"] for o in out] == [USERNAME] * 10
+    assert "Timed out waiting for UP message" not in worker.log()
+    assert "Process 'ForkPoolWorker" not in worker.log() or "exited with 'signal 9" not in worker.log()
+    assert api.logins() <= 2  # once up, one login per process: no storm
+    for r in results:
+        assert r.state == "SUCCESS"
+
+
+def test_wrong_password_fails_at_once_and_backs_off(api_server, worker_factory):
+    api_server.reset_stats()
+    wrong = "not-the-password-0987"
+    worker = worker_factory(pool="prefork", concurrency=2, env={"SVC_ACCT_PASS": wrong})
+    results = [worker.send("whoami") for _ in range(30)]
+
+    for r in results:
+        with pytest.raises(CredentialsRejected) as info:
+            r.get(timeout=60, interval=0.02)
+        message = str(info.value)
+        assert USERNAME in message
+        assert f"{api_server.url}api/token/" in message
+        assert wrong not in message
+        assert r.state == "FAILURE"  # not retried: a person must fix the credentials
+    # Backoff: far fewer calls than tasks reached the token endpoint.
+    assert api_server.stats().get("/api/token/ 401", 0) <= 8
+    assert wrong not in worker.log()
+
+
+def test_missing_settings_fail_at_start_with_one_clear_message(worker_factory):
+    worker = worker_factory(env={"SVCJWT_API_URL": "", "SVC_ACCT_PASS": ""}, wait_ready=False)
+
+    assert worker.wait_exit(60) == 1
+    log = worker.log()
+    assert "celery-svcjwt is not configured correctly" in log
+    assert "svcjwt_api_url is not set" in log and "SVCJWT_API_URL" in log and "--svcjwt-api-url" in log
+    assert "svcjwt_password is not set" in log and "SVC_ACCT_PASS" in log
+    assert "Traceback" not in log
+
+
+def test_command_line_option_wins_over_environment(api_server, worker_factory):
+    worker = worker_factory(
+        pool="solo",
+        env={"SVCJWT_API_URL": "http://127.0.0.1:9/"},  # nothing listens there
+        args=["--svcjwt-api-url", api_server.url],
+    )
+    assert worker.run("whoami")["username"] == USERNAME
+
+
+def test_retry_gives_up_after_the_configured_count(worker_factory):
+    port = free_port()  # nothing listens: connection refused
+    env = {
+        "SVCJWT_API_URL": f"http://127.0.0.1:{port}/",
+        "SVCJWT_TASK_MAX_RETRIES": "2",
+        "SVCJWT_TASK_RETRY_BACKOFF_MAX": "1",
+        "SVCJWT_BACKOFF_MAX": "1",
+    }
+    worker = worker_factory(pool="solo", env=env)
+    result = worker.send("whoami")
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        result.get(timeout=60, interval=0.05)
+    assert type(info.value).__name__ == "AuthUnavailable"
+    assert result.state == "FAILURE"
+    assert worker.log().count("Retry in") == 2
+    assert time.monotonic() - started < 60
+    with pytest.raises(CeleryTimeout):
+        worker.send("plain_get", "http://127.0.0.1:9/").get(timeout=0.01)
