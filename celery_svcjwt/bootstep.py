@@ -47,6 +47,8 @@ class SvcJWTStep(bootsteps.StartStopStep):
         self.folder = tempfile.mkdtemp(prefix="celery-svcjwt-")
         app.conf[status.STATUS_DIR_KEY] = self.folder
         app.conf[process.MAIN_PID_KEY] = os.getpid()
+        if "prefork" not in getattr(worker.pool_cls, "__module__", "prefork"):
+            app.conf[process.POOL_THREADS_KEY] = worker.concurrency
         super().__init__(worker, **kwargs)
 
     def start(self, worker: Any) -> None:

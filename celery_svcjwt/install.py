@@ -26,7 +26,12 @@ def install(app: Any) -> Any:
     for s in SETTINGS:
         if s.option:
             app.user_options["worker"].add(
-                click.Option((s.option,), default=None, metavar=s.kind.split()[0].upper(), help=f"celery-svcjwt: {_first_sentence(s.help)} [{s.kind}]")
+                click.Option(
+                    (s.option,),
+                    default=None,
+                    metavar=s.kind.split()[0].upper(),
+                    help=f"celery-svcjwt: {_first_sentence(s.help)} [{s.kind}]",
+                )
             )
     if app.configured:
         _add_hook_import(app)

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: celery.conf key where the bootstep records the worker's main process id.
 MAIN_PID_KEY = "svcjwt_worker_pid"
+#: celery.conf key with how many threads share this process's session (threads, gevent, eventlet pools).
+POOL_THREADS_KEY = "svcjwt_pool_threads"
 
 
 class _State:
@@ -87,7 +89,8 @@ def session_for(app: Any, profile: str = DEFAULT_PROFILE) -> ApiSession:
         with state.lock:
             session = state.sessions.get(key)
             if session is None:
-                session = ApiSession(manager.config, manager)
+                threads = (app.conf.get(POOL_THREADS_KEY) if app is not None else None) or 10
+                session = ApiSession(manager.config, manager, pool_size=int(threads))
                 state.sessions[key] = session
     return session
 

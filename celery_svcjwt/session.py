@@ -127,7 +127,8 @@ def _rewind(request: requests.PreparedRequest) -> bool:
 class ApiSession(requests.Session):
     """A requests.Session for one API origin, authenticated as the service account."""
 
-    def __init__(self, config: Config, manager: TokenManager) -> None:
+    def __init__(self, config: Config, manager: TokenManager, pool_size: int = 10) -> None:
+        """``pool_size``: connections kept per host; the process's thread count (threads pool)."""
         super().__init__()
         self.base_url = config.api_url
         self.origin = config.origin
@@ -137,9 +138,8 @@ class ApiSession(requests.Session):
         self.manager = manager
         self.headers["User-Agent"] = user_agent()
         # Retry only failures to connect: the request never left, so any method is safe.
-        adapter = HTTPAdapter(
-            max_retries=Retry(total=None, connect=2, read=0, redirect=None, status=0, other=0, backoff_factor=0.1)
-        )
+        retry = Retry(total=None, connect=2, read=0, redirect=None, status=0, other=0, backoff_factor=0.1)
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=max(10, pool_size))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 

@@ -18,6 +18,8 @@ for sub in ("queue", "processed", "results", "control"):
 app = Celery("proj", include=["example.proj.tasks"])
 app.conf.update(
     broker_url=os.environ.get("CELERY_BROKER_URL", "filesystem://"),
+    # kombu's filesystem transport with atomic writes (see example/fsbroker.py)
+    broker_transport=None if os.environ.get("CELERY_BROKER_URL") else "example.fsbroker:Transport",
     broker_transport_options={
         "data_folder_in": os.path.join(_spool, "queue"),
         "data_folder_out": os.path.join(_spool, "queue"),

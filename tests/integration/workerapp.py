@@ -36,6 +36,7 @@ def make_app(broker: str, spool: str, queue: str) -> Celery:
     app.conf.update(
         broker_url=broker_url,
         result_backend=backend,
+        broker_transport="example.fsbroker:Transport" if broker == "filesystem" else None,
         broker_transport_options={
             "data_folder_in": os.path.join(spool, "queue"),
             "data_folder_out": os.path.join(spool, "queue"),
@@ -81,7 +82,12 @@ def call(self: Any, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         body = response.json()
     except ValueError:
         body = None
-    return {"status": response.status_code, "body": body, "history": [r.status_code for r in response.history], **_process_facts(self)}
+    return {
+        "status": response.status_code,
+        "body": body,
+        "history": [r.status_code for r in response.history],
+        **_process_facts(self),
+    }
 
 
 @app.task
