@@ -78,7 +78,7 @@ class ApiServer:
         self.env.update(env)
         url_file = self.workdir / "url.txt"
         url_file.unlink(missing_ok=True)
-        log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.workdir / "server.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "example.serve", "--port", str(self.port), "--db", str(self.db)]
             + ["--user", self.user, "--password", self.password, "--url-file", str(url_file)],
@@ -117,12 +117,12 @@ class ApiServer:
         return (self.workdir / "server.log").read_text(errors="replace")
 
     def stats(self) -> dict[str, int]:
-        with urllib.request.urlopen(self.url + "_stats/", timeout=10) as r:  # noqa: S310 - loopback
+        with urllib.request.urlopen(self.url + "_stats/", timeout=10) as r:
             return dict(json.load(r))
 
     def reset_stats(self) -> None:
-        req = urllib.request.Request(self.url + "_stats/reset/", method="POST")  # noqa: S310
-        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
+        req = urllib.request.Request(self.url + "_stats/reset/", method="POST")
+        urllib.request.urlopen(req, timeout=10).close()
 
     def logins(self) -> int:
         return self.stats().get("/api/token/ 200", 0)
@@ -196,7 +196,7 @@ class Worker:
         self.hostname = f"w{uuid.uuid4().hex[:8]}@localhost"
 
     def start(self, wait_ready: bool = True) -> Worker:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", TASKS, "worker", "-l", "debug", "-n", self.hostname]
             + ["--without-gossip", "--without-mingle", "--without-heartbeat", *self.args],
