@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "svc-demo"
-PASSWORD = "demo-password-only-for-this-run"  # noqa: S105
+PASSWORD = "demo-password-only-for-this-run"
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -42,7 +41,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def stats(url: str) -> dict[str, int]:
-    with urllib.request.urlopen(url + "_stats/", timeout=10) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url + "_stats/", timeout=10) as r:
         return load(r)
 
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("1. Starting the example API (DRF + SimpleJWT, waitress, 127.0.0.1) ...")
         url_file = work / "url.txt"
-        server_log = open(work / "server.log", "wb")  # noqa: SIM115
+        server_log = open(work / "server.log", "wb")
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "example.serve", "--port", "0", "--url-file", str(url_file), "--user", USER],
@@ -133,17 +132,23 @@ def main(argv: list[str] | None = None) -> int:
         print("Summary")
         print("-------")
         print(f"tasks run                 {len(out)} ({ok} authenticated as {USER!r}, {len(out) - ok} failed)")
-        print(f"time per task             {1000 * wall / len(out):.1f} ms  ({len(out) / wall:.0f} tasks/s, 2 processes)")
+        print(
+            f"time per task             {1000 * wall / len(out):.1f} ms  ({len(out) / wall:.0f} tasks/s, 2 processes)"
+        )
         for pid, p in sorted(per_pid.items()):
             print(f"worker process {pid:<8}  {p['tasks']} tasks, {p['logins']} login, {p['refreshes']} refreshes")
-        print(f"token endpoint calls      {after.get('/api/token/ 200', 0)} logins, "
-              f"{after.get('/api/token/refresh/ 200', 0)} refreshes, "
-              f"{after.get('/api/token/refresh/ 401', 0) + after.get('/api/items/1/ 401', 0)} rejected")
+        print(
+            f"token endpoint calls      {after.get('/api/token/ 200', 0)} logins, "
+            f"{after.get('/api/token/refresh/ 200', 0)} refreshes, "
+            f"{after.get('/api/token/refresh/ 401', 0) + after.get('/api/items/1/ 401', 0)} rejected"
+        )
         ours = 1000 * statistics.median(o["seconds"] for o in out)
         theirs = 1000 * statistics.median(o["seconds"] for o in seed_out)
         print(f"time inside a task        {ours:.1f} ms median (celery-svcjwt: one API call on a cached token)")
-        print(f"seed approach             {theirs:.1f} ms median inside a task (HTTP login + call; "
-              f"{1000 * seed_wall / args.seed_tasks:.0f} ms per task end to end)")
+        print(
+            f"seed approach             {theirs:.1f} ms median inside a task (HTTP login + call; "
+            f"{1000 * seed_wall / args.seed_tasks:.0f} ms per task end to end)"
+        )
         print(f"speed-up inside a task    {theirs / ours:.0f}x")
         print(f"logs                      {work}")
         return 0 if ok == len(out) == args.tasks else 1

@@ -1,0 +1,60 @@
+"""Sessions: tests across Python/Django/Celery versions, lint, typecheck, docs, demo, bench.
+
+    nox -s tests-3.12            # one Python
+    nox -s "tests(python='3.13', django='6')"
+    nox -s lint typecheck docs demo
+    nox -s bench                 # benchmarks (see benchmarks/README.md)
+
+With pyenv, make every Python visible first:
+    export PYENV_VERSION=3.11.7:3.10.13:3.12.1:3.13.0
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+
+# Django 6 needs Python 3.12+; Django 5.2 is the LTS for 3.10/3.11; celery 5.4 is the oldest supported.
+MATRIX = [
+    ("3.10", "5.2", "5.4"),
+    ("3.11", "5.2", "5.7"),
+    ("3.12", "6", "5.7"),
+    ("3.13", "6", "5.7"),
+]
+
+
+@nox.session
+@nox.parametrize(("python", "django", "celery"), MATRIX, ids=[f"{p}-django{d}-celery{c}" for p, d, c in MATRIX])
+def tests(session: nox.Session, django: str, celery: str) -> None:
+    """The test suite (unit + integration with real API server and workers)."""
+    session.install("-e", ".[django,test]", f"django~={django}.0", f"celery[redis]~={celery}.0")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.12")
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    paths = ["celery_svcjwt", "tests", "example", "docs", "dev.py", "noxfile.py"]
+    session.run("ruff", "format", "--check", *paths)
+    session.run("ruff", "check", *paths)
+
+
+@nox.session(python="3.12")
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[django,test]", "mypy", "types-requests", "celery-types")
+    session.run("mypy")
+
+
+@nox.session(python="3.12")
+def docs(session: nox.Session) -> None:
+    """Build the docs with warnings as errors."""
+    session.install("-e", ".[django]", "-r", "docs/requirements.txt")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session(python="3.12")
+def demo(session: nox.Session) -> None:
+    session.install("-e", ".[django,test]")
+    session.run("python", "-m", "example.demo", *session.posargs)
