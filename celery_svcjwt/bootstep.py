@@ -40,6 +40,7 @@ class SvcJWTStep(bootsteps.StartStopStep):
             app.conf.svcjwt_cli = cli
         try:
             self.config = load_config(app)
+            self.profiles = [load_config(app, name) for name in sorted(app.conf.get("svcjwt_profiles") or {})]
         except ConfigurationError as exc:
             if isinstance(worker, CliWorker):  # `celery worker`: one clear message, no traceback
                 raise SystemExit(f"\n{exc}\n") from None
@@ -47,7 +48,7 @@ class SvcJWTStep(bootsteps.StartStopStep):
         self.folder = tempfile.mkdtemp(prefix="celery-svcjwt-")
         app.conf[status.STATUS_DIR_KEY] = self.folder
         app.conf[process.MAIN_PID_KEY] = os.getpid()
-        if "prefork" not in getattr(worker.pool_cls, "__module__", "prefork"):
+        if "prefork" not in getattr(getattr(worker, "pool_cls", None), "__module__", "prefork"):
             app.conf[process.POOL_THREADS_KEY] = worker.concurrency
         super().__init__(worker, **kwargs)
 
@@ -67,9 +68,11 @@ class SvcJWTStep(bootsteps.StartStopStep):
     def shutdown(self, worker: Any) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def info(self, worker: Any) -> dict[str, Any]:
+    def info(self, worker: Any) -> dict[str, Any]:  # type: ignore[override]
         """Merged into ``celery inspect stats``: per process, logged in or not and expiry (no token)."""
-        processes = status.collect(self.folder)
+        from .control import refreshed  # files are written on events: "logged in" is decided now
+
+        processes = refreshed(status.collect(self.folder))
         logged_in = [p for p in processes if p["profiles"].get("default", {}).get("logged_in")]
         expiries = [p["profiles"]["default"]["token_expires_at"] for p in logged_in]
         return {

@@ -17,6 +17,7 @@ HOOK_MODULE = "celery_svcjwt.process"
 
 def install(app: Any) -> Any:
     """Add the worker bootstep and the ``--svcjwt-*`` worker options to ``app``. Idempotent."""
+    from . import control  # noqa: F401 - registers `celery inspect svcjwt_status`
     from .bootstep import SvcJWTStep
 
     if getattr(app, "_svcjwt_installed", False):

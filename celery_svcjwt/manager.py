@@ -116,8 +116,20 @@ class TokenManager:
             if current is not None and current is not rejected:
                 return current  # another thread already renewed it
             self.stats.retries_401 += 1
-            logger.info("the API refused the access token of %r before its expiry; renewing it", self.config.username)
+            logger.info(
+                "celery-svcjwt: the API refused the access token of %r before its expiry; renewing it",
+                self.config.username,
+            )
+            self._emit("retry_401")
             return self._renew(current, self.config.login_attempts)
+
+    def renew(self) -> TokenSet:
+        """Refresh now (or log in when there is no usable refresh token), whatever the expiry.
+
+        One try, no in-call retry; used by ``python -m celery_svcjwt check``.
+        """
+        with self._lock:
+            return self._renew(self._tokens, attempts=1)
 
     def login_within(self, deadline: float) -> bool:
         """Log in in a background thread, waiting at most ``deadline`` seconds.
@@ -126,6 +138,16 @@ class TokenManager:
         pool child past ``worker_proc_alive_timeout``.  If the deadline passes,
         the login goes on in the background and the first task waits for it.
         """
+        done = self.start_login()
+        if done.wait(deadline):
+            return self._tokens is not None
+        logger.warning(
+            "celery-svcjwt: login at process start took longer than %.1fs; continuing in the background", deadline
+        )
+        return False
+
+    def start_login(self) -> threading.Event:
+        """Log in in a background thread; the event is set when it has finished, well or not."""
         done = threading.Event()
 
         def run() -> None:
@@ -137,12 +159,7 @@ class TokenManager:
                 done.set()
 
         threading.Thread(target=run, name="celery-svcjwt-login", daemon=True).start()
-        if done.wait(deadline):
-            return self._tokens is not None
-        logger.warning(
-            "celery-svcjwt: login at process start took longer than %.1fs; continuing in the background", deadline
-        )
-        return False
+        return done
 
     def forget(self) -> None:
         """Drop the tokens (the next :meth:`get` logs in)."""
@@ -292,5 +309,6 @@ class TokenManager:
             "failures": self.stats.failures,
             "retries_401": self.stats.retries_401,
             "last_error": self.stats.last_error,
+            "last_error_at": self.stats.last_error_at,
             "backing_off_for": max(0.0, self._gate_until - now),
         }

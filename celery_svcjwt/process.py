@@ -11,12 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
+
+import requests
 
 from celery.signals import worker_process_init
 
-from . import status
-from .endpoints import HttpLogin
+from . import signals, status
+from . import inprocess
+from .endpoints import HttpLogin, LoginBackend
+from .wsgi import WSGIAdapter, load_wsgi_application
 from .manager import TokenManager
 from .session import ApiSession
 from .settings import DEFAULT_PROFILE, Config, load_config
@@ -57,8 +64,28 @@ def _current() -> _State:
     return _state
 
 
+def backend_for(config: Config) -> LoginBackend:
+    """The login backend ``svcjwt_login_mode`` names."""
+    if config.login_mode == "local":
+        return inprocess.LocalLogin(config)
+    if config.login_mode == "mint":
+        return inprocess.MintLogin(config)
+    if config.transport == "wsgi":  # the token endpoint too is called in process
+        return HttpLogin(config, session=wsgi_session(config))
+    return HttpLogin(config)
+
+
+def wsgi_session(config: Config, session: requests.Session | None = None) -> requests.Session:
+    """``session`` with the API's origin mounted on the project's WSGI application."""
+    session = session or requests.Session()
+    parts = urlsplit(config.api_url)
+    session.mount(f"{parts.scheme}://{parts.netloc}/", WSGIAdapter(load_wsgi_application(config.wsgi_application)))
+    return session
+
+
 def build_manager(app: Any, config: Config) -> TokenManager:
-    manager = TokenManager(config, HttpLogin(config))
+    manager = TokenManager(config, backend_for(config))
+    manager.listeners.append(signals.send)  # celery_svcjwt.signals: metrics and audit hooks
     status_dir = app.conf.get(status.STATUS_DIR_KEY) if app is not None else None
     if status_dir:
         manager.listeners.append(status.FileReporter(status_dir, config.profile))
@@ -67,6 +94,8 @@ def build_manager(app: Any, config: Config) -> TokenManager:
 
 def manager_for(app: Any, profile: str = DEFAULT_PROFILE) -> TokenManager:
     """This process's token manager for ``profile`` of ``app`` (created on first use)."""
+    if _overrides and (fake := _overridden(app, profile)) is not None:
+        return fake[0]  # celery_svcjwt.testing.mock_api
     state = _current()
     key = (id(app), profile)
     manager = state.managers.get(key)
@@ -81,6 +110,8 @@ def manager_for(app: Any, profile: str = DEFAULT_PROFILE) -> TokenManager:
 
 def session_for(app: Any, profile: str = DEFAULT_PROFILE) -> ApiSession:
     """This process's ``self.api`` session for ``profile`` of ``app``."""
+    if _overrides and (fake := _overridden(app, profile)) is not None:
+        return fake[1]  # celery_svcjwt.testing.mock_api
     state = _current()
     key = (id(app), profile)
     session = state.sessions.get(key)
@@ -91,6 +122,8 @@ def session_for(app: Any, profile: str = DEFAULT_PROFILE) -> ApiSession:
             if session is None:
                 threads = (app.conf.get(POOL_THREADS_KEY) if app is not None else None) or 10
                 session = ApiSession(manager.config, manager, pool_size=int(threads))
+                if manager.config.transport == "wsgi":
+                    wsgi_session(manager.config, session)
                 state.sessions[key] = session
     return session
 
@@ -113,15 +146,54 @@ def init_deadline(app: Any, config: Config) -> float:
 
 @worker_process_init.connect(weak=False, dispatch_uid="celery_svcjwt.process")
 def _on_worker_process_init(**_: Any) -> None:
-    """Log a prefork child in once, under a deadline; under solo the first task logs in."""
+    """Log a prefork child in once per profile, under a deadline; under solo the first task logs in."""
     from celery import current_app
 
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not app.conf.get(status.STATUS_DIR_KEY) or not is_pool_child(app):
         return  # not a worker that installed celery-svcjwt, or the solo pool's main process
+    started: list[TokenManager] = []
+    for profile in [DEFAULT_PROFILE, *sorted(app.conf.get("svcjwt_profiles") or {})]:
+        try:
+            started.append(manager_for(app, profile))
+        except Exception as exc:  # the bootstep already validated; never kill the child
+            logger.error("celery-svcjwt: cannot set up profile %r: %s", profile, exc)
+    if started:  # the logins run side by side; the child waits for all of them at most once
+        deadline = init_deadline(app, started[0].config)
+        waits = [m.start_login() for m in started]
+        until = time.monotonic() + deadline
+        if not all(done.wait(max(0.0, until - time.monotonic())) for done in waits):
+            logger.warning(
+                "celery-svcjwt: login at process start took longer than %.1fs; continuing in the background", deadline
+            )
+
+
+# -- test doubles (celery_svcjwt.testing) ---------------------------------------
+
+#: A hook returns this process's stand-in (manager, session) for an (app, profile) it covers, else None.
+OverrideHook = Callable[[Any, str], "tuple[TokenManager, ApiSession] | None"]
+
+#: Hooks installed by ``celery_svcjwt.testing.mock_api``, newest last.  Process-wide on purpose:
+#: an in-process test worker runs tasks in other threads.
+_overrides: list[OverrideHook] = []
+
+
+def push_override(hook: OverrideHook) -> None:
+    """Make :func:`manager_for` and :func:`session_for` ask ``hook`` first (tests only)."""
+    _overrides.append(hook)
+
+
+def pop_override(hook: OverrideHook) -> None:
+    """Remove a hook installed by :func:`push_override`; no error if it is not installed."""
     try:
-        manager = manager_for(app)
-    except Exception as exc:  # the bootstep already validated; never kill the child
-        logger.error("celery-svcjwt: cannot set up the service account: %s", exc)
-        return
-    manager.login_within(init_deadline(app, manager.config))
+        _overrides.remove(hook)
+    except ValueError:
+        pass
+
+
+def _overridden(app: Any, profile: str) -> tuple[TokenManager, ApiSession] | None:
+    for hook in reversed(list(_overrides)):
+        found = hook(app, profile)
+        if found is not None:
+            return found
+    return None

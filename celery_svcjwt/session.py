@@ -49,6 +49,8 @@ class JWTAuth(requests.auth.AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if origin_of(request.url or "") != self.origin:
             return request  # never attach the token anywhere else
+        if "Authorization" in request.headers:
+            return request  # the caller chose its own credentials for this request
         self._attach(request, self.manager.get())
         body = request.body
         if body is not None and hasattr(body, "tell") and hasattr(body, "seek"):

@@ -34,9 +34,7 @@ __all__ = ["DEFAULT_PROFILE", "SETTINGS", "Config", "Setting", "load_config"]
 
 DEFAULT_PROFILE = "default"
 LOGIN_MODES = ("http", "local", "mint")
-#: Login modes this version implements; the others are accepted names reserved
-#: for in-process login and rejected with a clear message.
-IMPLEMENTED_LOGIN_MODES = ("http",)
+TRANSPORTS = ("http", "wsgi")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -95,9 +93,14 @@ def _parse_login_mode(value: Any) -> str:
     mode = _parse_str(value).lower()
     if mode not in LOGIN_MODES:
         raise ValueError(f"must be one of {', '.join(LOGIN_MODES)}, got {value!r}")
-    if mode not in IMPLEMENTED_LOGIN_MODES:
-        raise ValueError(f"{mode!r} is not available in this version of celery-svcjwt; use 'http'")
     return mode
+
+
+def _parse_transport(value: Any) -> str:
+    transport = _parse_str(value).lower()
+    if transport not in TRANSPORTS:
+        raise ValueError(f"must be one of {', '.join(TRANSPORTS)}, got {value!r}")
+    return transport
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,24 @@ SETTINGS: tuple[Setting, ...] = (
         "login_mode",
         _parse_login_mode,
         "http",
-        "How the worker obtains tokens: ``http`` (the token endpoint). ``local`` and ``mint`` are reserved for in-process login.",
+        "How the worker obtains tokens: ``http`` (the token endpoint), ``local`` (SimpleJWT's serializer in "
+        "process, with the password) or ``mint`` (tokens minted in process for the service user, no password).",
         "choice",
+    ),
+    Setting(
+        "transport",
+        _parse_transport,
+        "http",
+        "How ``self.api`` reaches the API: ``http`` (a socket) or ``wsgi`` (the project's WSGI application, "
+        "called in process; needs Django configured in the worker).",
+        "choice",
+    ),
+    Setting(
+        "wsgi_application",
+        _parse_str,
+        None,
+        "Dotted path of the WSGI application for ``transport = wsgi``. Default: Django's WSGI_APPLICATION.",
+        "dotted path",
     ),
     Setting(
         "timeout",
@@ -278,6 +297,8 @@ class Config:
     username_field: str
     auth_header_type: str
     login_mode: str
+    transport: str
+    wsgi_application: str | None
     timeout: float
     refresh_margin: float
     verify: bool | str
@@ -495,14 +516,35 @@ def _check(values: dict[str, Any], problems: list[str], profile: str) -> None:
                 problems.append(f"svcjwt_{name} {url!r} is scheme-relative: give a path or an absolute https:// URL")
             elif urlsplit(url).scheme:
                 _check_url(values, name, problems)
+    if not values.get("username"):
+        problems.append(f"svcjwt_username is not set: set {by['username'].how_to_set()}")
+    _check_django(values, problems)
     if values.get("login_mode") in ("http", "local"):
-        if not values.get("username"):
-            problems.append(f"svcjwt_username is not set: set {by['username'].how_to_set()}")
         if not values.get("password"):
             problems.append(
                 "svcjwt_password is not set: set svcjwt_password in the Celery config, the SVC_ACCT_PASS "
                 "environment variable, or point svcjwt_password_file (--svcjwt-password-file) at a file holding it"
             )
+
+
+def _check_django(values: dict[str, Any], problems: list[str]) -> None:
+    """In-process login and the wsgi transport need Django configured in the worker."""
+    needs = [f"svcjwt_login_mode {values['login_mode']!r}"] if values.get("login_mode") in ("local", "mint") else []
+    if values.get("transport") == "wsgi":
+        needs.append("svcjwt_transport 'wsgi'")
+    if not needs:
+        return
+    try:
+        import rest_framework_simplejwt  # noqa: F401
+        from django.conf import settings
+    except ImportError:
+        problems.append(f"{' and '.join(needs)} need Django, DRF and SimpleJWT: pip install 'celery-svcjwt[django]'")
+        return
+    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        problems.append(
+            f"{' and '.join(needs)} {'need' if len(needs) > 1 else 'needs'} Django configured in the worker: "
+            "set DJANGO_SETTINGS_MODULE to the API project's settings"
+        )
 
 
 def _check_url(values: dict[str, Any], name: str, problems: list[str]) -> None:

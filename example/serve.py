@@ -26,8 +26,9 @@ def prepare(db: str, username: str, password: str) -> None:
 
     call_command("migrate", verbosity=0, interactive=False)
     User = get_user_model()
-    if not User.objects.filter(username=username).exists():
-        User.objects.create_user(username=username, password=password)
+    account = {User.USERNAME_FIELD: username}
+    if not User.objects.filter(**account).exists():
+        User.objects.create_user(**account, password=password)
 
 
 def main(argv: list[str] | None = None) -> None:

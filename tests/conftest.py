@@ -124,6 +124,15 @@ class ApiServer:
         req = urllib.request.Request(self.url + "_stats/reset/", method="POST")
         urllib.request.urlopen(req, timeout=10).close()
 
+    def django_env(self) -> dict[str, str]:
+        """Environment for a worker that runs this API's Django project (same settings and database)."""
+        return {
+            "DJANGO_SETTINGS_MODULE": "example.apiproject.settings",
+            "EXAMPLE_API_DB": str(self.db),
+            "EXAMPLE_API_FAST_HASHER": "1",
+            **self.env,
+        }
+
     def logins(self) -> int:
         return self.stats().get("/api/token/ 200", 0)
 

@@ -8,6 +8,7 @@ Configured from the environment so that tests can start variants of it:
   and the token_blacklist app
 - EXAMPLE_API_HEADER_TYPES: comma-separated AUTH_HEADER_TYPES (default Bearer)
 - EXAMPLE_API_FAST_HASHER=1: MD5 password hasher (tests); default is Django's PBKDF2
+- EXAMPLE_API_USER_MODEL=email: a custom user model whose USERNAME_FIELD is ``email``
 """
 
 import os
@@ -24,6 +25,7 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 ROOT_URLCONF = "example.apiproject.urls"
 WSGI_APPLICATION = "example.apiproject.wsgi.application"
 USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -31,6 +33,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
 ]
+if os.environ.get("EXAMPLE_API_USER_MODEL") == "email":
+    INSTALLED_APPS.append("example.accounts")
+    AUTH_USER_MODEL = "accounts.EmailUser"
 BLACKLIST = _flag("EXAMPLE_API_BLACKLIST")
 if BLACKLIST:
     INSTALLED_APPS.append("rest_framework_simplejwt.token_blacklist")

@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/echo/", views.echo),
     path("api/redirect/", views.redirect),
     path("api/headers/", views.headers),
+    path("api/ping/", views.ping),
 ]

@@ -37,3 +37,9 @@ def redirect(request):
 def headers(request):
     """Reports whether an Authorization header arrived (never its value)."""
     return Response({"authorization": "HTTP_AUTHORIZATION" in request.META})
+
+
+@api_view(["GET"])
+def ping(request):
+    """The cheapest authenticated endpoint (the benchmarks' per-request target): the token is still checked."""
+    return Response({})

@@ -58,6 +58,8 @@ app = make_app(
     os.environ.get("SVCJWT_TEST_SPOOL", "/tmp/svcjwt-tests-spool"),
     os.environ.get("SVCJWT_TEST_QUEUE", "svcjwt-tests"),
 )
+if os.environ.get("SVCJWT_BILLING_API_URL"):
+    app.conf.svcjwt_profiles = {"billing": {}}  # its settings come from SVCJWT_BILLING_* variables
 celery_svcjwt.install(app)
 
 
@@ -72,6 +74,24 @@ def whoami(self: Any) -> dict[str, Any]:
     response = self.api.get("api/whoami/")
     response.raise_for_status()
     return {"username": response.json()["username"], **_process_facts(self)}
+
+
+@app.task(base=AuthenticatedTask, bind=True, svcjwt_profile="billing")
+def whoami_billing(self: Any) -> dict[str, Any]:
+    """whoami through the "billing" profile: another API and account."""
+    response = self.api.get("api/whoami/")
+    response.raise_for_status()
+    return {"username": response.json()["username"], "api": self.api.base_url, **_process_facts(self)}
+
+
+@app.task(base=AuthenticatedTask, bind=True)
+def stream_and_upload(self: Any, size: int) -> dict[str, Any]:
+    """A multipart upload, then a streamed read of the answer."""
+    files = {"blob": ("blob.bin", b"x" * size)}
+    with self.api.post("api/echo/", files=files, data={"note": "hi"}, stream=True) as response:
+        chunks = list(response.iter_content(chunk_size=7))
+    body = b"".join(chunks)
+    return {"status": response.status_code, "chunks": len(chunks), "body": body.decode()}
 
 
 @app.task(base=AuthenticatedTask, bind=True)

@@ -25,6 +25,8 @@ EXPECTED_OPTIONS = {
     "--svcjwt-username-field",
     "--svcjwt-auth-header-type",
     "--svcjwt-login-mode",
+    "--svcjwt-transport",
+    "--svcjwt-wsgi-application",
     "--svcjwt-timeout",
     "--svcjwt-refresh-margin",
     "--svcjwt-verify",

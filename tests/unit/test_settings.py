@@ -333,11 +333,25 @@ def test_origin_of(url, origin):
 
 
 @pytest.mark.parametrize("mode", ["local", "mint", "LOCAL"])
-def test_reserved_login_modes_are_rejected_clearly(mode):
+def test_in_process_login_modes_need_django_configured(mode, monkeypatch):
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
     message = config_error({**BASE_CONF, "svcjwt_login_mode": mode})
-    assert "svcjwt_login_mode" in message
-    assert "is not available in this version" in message
-    assert "use 'http'" in message
+    assert f"svcjwt_login_mode {mode.lower()!r} needs Django configured in the worker" in message
+    assert "DJANGO_SETTINGS_MODULE" in message
+
+
+def test_wsgi_transport_needs_django_configured(monkeypatch):
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    message = config_error({**BASE_CONF, "svcjwt_transport": "wsgi"})
+    assert "svcjwt_transport 'wsgi' needs Django configured in the worker" in message
+
+
+def test_mint_mode_needs_no_password(monkeypatch):
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "example.apiproject.settings")
+    conf = {k: v for k, v in BASE_CONF.items() if k != "svcjwt_password"}
+    config = load_config(make_app(**conf, svcjwt_login_mode="mint"), environ={})
+    assert config.login_mode == "mint"
+    assert config.password is None
 
 
 def test_unknown_login_mode_lists_the_choices():
