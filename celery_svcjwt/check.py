@@ -333,6 +333,8 @@ def run_check(
             _skew(report, manager)
             if url:
                 session = ApiSession(config, manager)
+                if config.transport == "wsgi":  # as process.session_for does
+                    process.wsgi_session(config, session)
                 _call_url(report, session, url)
         finally:
             if session is not None:

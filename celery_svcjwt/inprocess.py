@@ -127,7 +127,7 @@ class MintLogin(_InProcess):
         user_model = get_user_model()
         field = user_model.USERNAME_FIELD
         try:
-            user = user_model._default_manager.get_by_natural_key(self.config.username)
+            user = user_model._default_manager.get_by_natural_key(self.config.username)  # type: ignore[attr-defined]
         except user_model.DoesNotExist:
             raise CredentialsRejected(
                 f"cannot mint tokens: no user with {field} {self.config.username!r} exists. To fix: create the "

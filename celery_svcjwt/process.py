@@ -17,16 +17,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-
 from celery.signals import worker_process_init
 
-from . import signals, status
-from . import inprocess
+from . import inprocess, signals, status
 from .endpoints import HttpLogin, LoginBackend
-from .wsgi import WSGIAdapter, load_wsgi_application
 from .manager import TokenManager
 from .session import ApiSession
 from .settings import DEFAULT_PROFILE, Config, load_config
+from .wsgi import WSGIAdapter, load_wsgi_application
 
 __all__ = ["is_pool_child", "manager_for", "reset", "session_for"]
 

@@ -58,7 +58,7 @@ class JWTAuth(requests.auth.AuthBase):
                 setattr(request, _BODY_POS_ATTR, body.tell())
             except OSError:
                 setattr(request, _BODY_POS_ATTR, None)
-        request.register_hook("response", self.handle_401)
+        request.register_hook("response", self.handle_401)  # type: ignore[no-untyped-call]
         return request
 
     def _attach(self, request: requests.PreparedRequest, tokens: TokenSet) -> None:
@@ -173,4 +173,6 @@ class ApiSession(requests.Session):
 
     def should_strip_auth(self, old_url: str, new_url: str) -> bool:
         """Strip the token on any change of origin, including http -> https on the same host."""
-        return origin_of(old_url) != origin_of(new_url) or super().should_strip_auth(old_url, new_url)
+        return origin_of(old_url) != origin_of(new_url) or bool(
+            super().should_strip_auth(old_url, new_url)  # type: ignore[no-untyped-call]
+        )

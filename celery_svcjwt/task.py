@@ -15,7 +15,7 @@ from .settings import DEFAULT_PROFILE
 __all__ = ["AuthenticatedTask"]
 
 
-class AuthenticatedTask(Task):  # type: ignore[misc]
+class AuthenticatedTask(Task):  # type: ignore[type-arg,misc]
     """Base class for tasks that call the API as the service account.
 
     ``self.api`` is this process's authenticated session. A run that meets an
@@ -29,9 +29,13 @@ class AuthenticatedTask(Task):  # type: ignore[misc]
     #: Set to False to handle AuthUnavailable yourself.
     svcjwt_retry_on_outage: bool = True
 
+    def _svcjwt_app(self) -> Any:
+        return self._get_app()  # type: ignore[attr-defined]
+
     @property
     def api(self) -> ApiSession:
-        return process.session_for(self._get_app(), self.svcjwt_profile)
+        """This process's authenticated session for :attr:`svcjwt_profile` (created on first use)."""
+        return process.session_for(self._svcjwt_app(), self.svcjwt_profile)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -46,7 +50,7 @@ class AuthenticatedTask(Task):  # type: ignore[misc]
         request = self.request
         if request.called_directly:
             return
-        config = process.manager_for(self._get_app(), self.svcjwt_profile).config
+        config = process.manager_for(self._svcjwt_app(), self.svcjwt_profile).config
         if request.retries >= config.task_max_retries:
             return
         countdown = max(

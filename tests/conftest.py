@@ -286,3 +286,15 @@ def worker_factory(tmp_path: Path, api_server: ApiServer) -> Iterator[Callable[.
         assert_no_secrets(w.log(), f"the log of worker {w.hostname}", password)
         for path in (w.workdir / "spool" / "results").glob("*"):
             assert_no_secrets(path.read_text(errors="replace"), f"the task result {path.name}", password)
+
+
+@pytest.fixture(autouse=True)
+def _results_may_be_awaited() -> None:
+    """Let the test process wait for results even after an in-process worker ran in it.
+
+    celery.contrib.testing's start_worker (used by the testing-helper tests) marks the whole
+    process as a worker, after which AsyncResult.get() refuses to block.
+    """
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)

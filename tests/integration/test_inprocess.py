@@ -31,7 +31,12 @@ def api_for(api_server_factory, *, email: bool, rotate: bool, access: float = 3)
         ("mint", True, False, "prefork", 2),
         ("mint", False, True, "threads", 8),
     ],
-    ids=["local-username-prefork", "local-email-rotation-threads", "mint-email-prefork", "mint-username-rotation-threads"],
+    ids=[
+        "local-username-prefork",
+        "local-email-rotation-threads",
+        "mint-email-prefork",
+        "mint-username-rotation-threads",
+    ],
 )
 def test_in_process_login_and_refresh(api_server_factory, worker_factory, mode, email, rotate, pool, concurrency):
     from tests.conftest import ApiServer  # noqa: F401 - for readers: api is an ApiServer

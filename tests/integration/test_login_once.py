@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import celery
 import pytest
 
 from tests.conftest import USERNAME, wait_for
@@ -77,6 +78,7 @@ def test_real_brokers(worker_factory, api_server, broker):
     assert api_server.logins() == 2
 
 
+@pytest.mark.skipif(celery.VERSION < (5, 7), reason="--pool-start-method arrived in Celery 5.7")
 def test_spawned_children_start_clean(worker_factory, api_server):
     api_server.reset_stats()
     worker = worker_factory(pool="prefork", concurrency=2, args=["--pool-start-method", "spawn"])

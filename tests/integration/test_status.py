@@ -109,11 +109,12 @@ def test_the_celery_inspect_command_line_knows_it(worker_factory, api_server):
     assert "svcjwt_status" in listing.stdout
 
 
-def test_solo_reports_the_main_process_live(worker_factory, api_server):
-    worker = worker_factory(pool="solo", concurrency=1)
+@pytest.mark.parametrize(("pool", "concurrency"), [("solo", 1), ("threads", 4)])
+def test_solo_and_threads_report_the_main_process_live(worker_factory, api_server, pool, concurrency):
+    worker = worker_factory(pool=pool, concurrency=concurrency)
 
     before = svcjwt_status(worker)
-    assert before["pool"] == "solo"
+    assert before["pool"] == pool
     assert before["logged_in"] is False
     [main] = before["processes"]
     assert main["role"] == "main process" and main["profiles"] == {} and "no report yet" in main["note"]

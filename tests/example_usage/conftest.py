@@ -1,0 +1,2 @@
+# The Django project runs in its own pytest, with its own settings (test_plugin.py).
+collect_ignore = ["django_project"]
