@@ -27,6 +27,7 @@ def memory(worker: Worker) -> dict[str, float]:
     children = worker.children()
     return {
         "child_rss_mb": sum(c.memory_info().rss for c in children) / 2**20,
+        "child_uss_mb": sum(c.memory_full_info().uss for c in children) / 2**20,
         "main_rss_mb": main.memory_info().rss / 2**20 if main else 0.0,
         "child_pids": [c.pid for c in children],
     }
@@ -61,14 +62,17 @@ def main(argv: list[str] | None = None) -> int:
             target_index = 0
             while target_index < len(checkpoints):  # bounded: the last checkpoint ends it
                 target = checkpoints[target_index]
+                # both workers at once, so that both see the same load from elsewhere
+                started = time.perf_counter()
+                sent = {}
                 for name, task in VARIANTS.items():
                     n = min(chunk_size(done[name]), target - done[name])
-                    results = [workers[name].send(task, (done[name] + i) % 50 + 1) for i in range(n)]
-                    started = time.perf_counter()
+                    sent[name] = [workers[name].send(task, (done[name] + i) % 50 + 1) for i in range(n)]
+                for name, results in sent.items():
                     values = [r.get(timeout=300, interval=0.005) for r in results]
                     walls[name] += time.perf_counter() - started
                     bucket[name] += [1000 * v["seconds"] for v in values]
-                    done[name] += n
+                    done[name] += len(values)
                 if all(d >= target for d in done.values()):
                     for name, w in workers.items():
                         point = {
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                         log(
                             f"{name:14s} {target:6d} tasks/process: "
                             f"{statistics.median(bucket[name]):6.2f} ms in task, "
-                            f"child RSS {point['child_rss_mb']:.1f} MB, main RSS {point['main_rss_mb']:.1f} MB"
+                            f"child RSS {point['child_rss_mb']:.2f} MB (USS {point['child_uss_mb']:.2f}), main RSS {point['main_rss_mb']:.1f} MB"
                         )
                         bucket[name] = []
                         walls[name] = 0.0

@@ -109,8 +109,13 @@ class TokenManager:
                 return current
             return self._renew(current, self.config.login_attempts)
 
-    def renew_after_401(self, rejected: TokenSet) -> TokenSet:
-        """The API refused ``rejected``: renew it once, however many threads saw the 401."""
+    def renew_after_401(self, rejected: TokenSet, login: bool = False) -> TokenSet:
+        """The API refused ``rejected``: renew it once, however many threads saw the 401.
+
+        ``login``: skip the refresh token and log in again; for a 401 that a refresh cannot
+        cure, such as SimpleJWT's ``password_changed`` (CHECK_REVOKE_TOKEN), where a refresh
+        would mint another access token carrying the old password's hash.
+        """
         with self._lock:
             current = self._tokens
             if current is not None and current is not rejected:
@@ -121,7 +126,7 @@ class TokenManager:
                 self.config.username,
             )
             self._emit("retry_401")
-            return self._renew(current, self.config.login_attempts)
+            return self._renew(None if login else current, self.config.login_attempts)
 
     def renew(self) -> TokenSet:
         """Refresh now (or log in when there is no usable refresh token), whatever the expiry.

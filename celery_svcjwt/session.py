@@ -28,6 +28,9 @@ __all__ = ["ApiSession", "JWTAuth"]
 
 logger = logging.getLogger(__name__)
 
+#: 401 codes that a refresh cannot cure: log in again instead.
+RELOGIN_CODES = frozenset({"password_changed"})
+
 # Attributes set on a PreparedRequest (per request, so the auth object stays thread-safe).
 _TOKEN_ATTR = "_svcjwt_token"
 _BODY_POS_ATTR = "_svcjwt_body_pos"
@@ -77,7 +80,8 @@ class JWTAuth(requests.auth.AuthBase):
         if not _rewind(request):
             logger.info("celery-svcjwt: 401 on a request whose body cannot be replayed; returning it as is")
             return response
-        tokens = self.manager.renew_after_401(used)
+        code = parse_error_body(response.content).code
+        tokens = self.manager.renew_after_401(used, login=code in RELOGIN_CODES)
         response.content  # noqa: B018 - drain, so the connection returns to the pool
         response.close()
         retry = request.copy()

@@ -175,6 +175,16 @@ def test_401_renews_the_token_once_and_retries(rsps, api, backend, manager):
     assert rsps.calls[1].request.req_kwargs["timeout"] == 10.0
 
 
+def test_401_password_changed_logs_in_again_instead_of_refreshing(rsps, api, backend, manager):
+    # SimpleJWT's CHECK_REVOKE_TOKEN: a refresh would mint another token with the old password hash.
+    changed = {"detail": "The user's password has been changed.", "code": "password_changed"}
+    rsps.get(ITEM, status=401, json=changed, headers=CHALLENGE)
+    rsps.get(ITEM, json={"id": 1})
+    assert api.get("items/1/").status_code == 200
+    assert len(backend.refresh_calls) == 0
+    assert manager.stats.logins == 2
+
+
 def test_second_401_is_returned_as_is(rsps, api, backend):
     rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
     rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
