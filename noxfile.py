@@ -58,3 +58,46 @@ def docs(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     session.install("-e", ".[django,test]")
     session.run("python", "-m", "example.demo", *session.posargs)
+
+
+@nox.session(python="3.12")
+def bench(session: nox.Session) -> None:
+    """The benchmarks (benchmarks/README.md): ``nox -s bench`` (full), ``nox -s bench -- --quick`` (short).
+
+    Writes benchmarks/results/*.json, the plots in docs/_static/bench/ and docs/performance_results.inc.
+    """
+    session.install("-e", ".[django,test,bench]")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session(python="3.12")
+def reliability(session: nox.Session) -> None:
+    """Fault injection, soak (10,000 tasks, marked slow), concurrency, fork and security tests, with figures.
+
+    Writes docs/reliability_figures.json and docs/reliability_figures.inc (included by docs/reliability.rst).
+    ``nox -s reliability -- -k soak`` passes arguments to pytest.
+    """
+    import pathlib
+
+    session.install("-e", ".[django,test]")
+    figures = pathlib.Path("docs/reliability_figures.json")
+    figures.unlink(missing_ok=True)
+    tests = [
+        "tests/integration/test_faults.py",
+        "tests/integration/test_soak.py",
+        "tests/integration/test_concurrency.py",
+        "tests/integration/test_security.py",
+        "tests/integration/test_fork.py",
+        "tests/unit/test_properties.py",
+    ]
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "slow or not slow",
+        *tests,
+        *session.posargs,
+        env={"SVCJWT_RELIABILITY_FIGURES": str(figures)},
+    )
+    session.run("python", "-m", "tests.faults.figures", str(figures), "docs/reliability_figures.inc")

@@ -108,3 +108,15 @@ def svcjwt_work(self: AuthenticatedTask, pk: int, hold: float = 0.0) -> dict[str
         time.sleep(hold)
     stats = self.api.manager.stats
     return {"pid": os.getpid(), "seconds": elapsed, "logins": stats.logins, "refreshes": stats.refreshes}
+
+
+@app.task(base=AuthenticatedTask, bind=True)
+def auth_noop(self: AuthenticatedTask, pk: int = 0) -> dict[str, object]:
+    """An AuthenticatedTask that makes no call: Celery's cost per task with celery-svcjwt's base class."""
+    return {"pid": os.getpid(), "seconds": 0.0}
+
+
+@app.task
+def plain_noop(pk: int = 0) -> dict[str, object]:
+    """A plain task that makes no call: Celery's own cost per task."""
+    return {"pid": os.getpid(), "seconds": 0.0}

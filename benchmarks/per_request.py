@@ -164,7 +164,7 @@ def analyse(per_call: dict[str, list[float]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__.splitlines()[0]).parse_args(argv)
     rounds, per_round = (7, 100) if args.quick else (15, 200)
-    mem_rounds, mem_per_round = (7, 1000) if args.quick else (15, 3000)
+    mem_rounds, mem_per_round = (7, 1000) if args.quick else (15, 2000)
     with ApiServer(tempdir("per-request"), access_seconds=3600) as api:
         token = api.login()["access"]
         clients, task = build_clients(api, token)

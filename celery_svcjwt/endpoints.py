@@ -11,13 +11,14 @@ and backing off are the token manager's job.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import requests
 
-from .errors import AuthUnavailable, ConfigurationError, CredentialsRejected, SvcJWTError
+from .errors import AuthUnavailable, ConfigurationError, CredentialsRejected, MalformedResponse, SvcJWTError
 from .settings import Config, read_password_file
 from .tokens import decode_json, parse_error_body, parse_retry_after
 
@@ -83,17 +84,15 @@ class HttpLogin:
             raise CredentialsRejected(
                 f"the token endpoint {cfg.token_url} rejected the service account {cfg.username!r}: {said}. To fix: {hint}"
             )
-        return self._ok(response, "token", "svcjwt_token_url")
+        return self._ok(response, "token", "svcjwt_token_url", password)
 
     def refresh(self, refresh_token: str) -> Mapping[str, Any]:
         response = self._post(self.config.refresh_url, {"refresh": refresh_token}, "refresh")
         if response.status_code in (400, 401, 403):
             err = parse_error_body(response.content)
-            raise RefreshRejected(
-                f"the refresh endpoint {self.config.refresh_url} rejected the refresh token "
-                f"({err.code or err.detail or response.status_code})"
-            )
-        return self._ok(response, "refresh", "svcjwt_refresh_url")
+            said = redact(err.code or err.detail or str(response.status_code), refresh_token)
+            raise RefreshRejected(f"the refresh endpoint {self.config.refresh_url} rejected the refresh token ({said})")
+        return self._ok(response, "refresh", "svcjwt_refresh_url", refresh_token)
 
     def close(self) -> None:
         self._session.close()
@@ -110,8 +109,12 @@ class HttpLogin:
             ) from None
         except requests.RequestException as exc:
             raise AuthUnavailable(f"cannot reach the {what} endpoint {url}: {_reason(exc)}") from None
+        except UnicodeError as exc:  # a redirect's Location that is not UTF-8 (psf/requests#4926)
+            raise MalformedResponse(
+                f"the {what} endpoint {url} answered with a header that cannot be decoded ({type(exc).__name__})"
+            ) from None
 
-    def _ok(self, response: requests.Response, what: str, setting: str) -> Mapping[str, Any]:
+    def _ok(self, response: requests.Response, what: str, setting: str, secret: str | None) -> Mapping[str, Any]:
         url = response.url or ""
         status = response.status_code
         if status in TRANSIENT_STATUSES:
@@ -122,7 +125,7 @@ class HttpLogin:
                 retry_after=wait or 0.0,
             )
         if 300 <= status < 400:
-            target = response.headers.get("Location", "?")
+            target = redact(response.headers.get("Location", "?"), secret)
             raise ConfigurationError(
                 f"the {what} endpoint {url} redirected (HTTP {status}) to {target!r}; credentials are never "
                 f"sent after a redirect: set {setting} to the final URL (mind the trailing slash)"
@@ -137,8 +140,6 @@ class HttpLogin:
             raise kind(f"the {what} endpoint {url} answered HTTP {status}, which SimpleJWT never sends there")
         data = decode_json(response.content)
         if not isinstance(data, Mapping):
-            from .errors import MalformedResponse
-
             raise MalformedResponse(f"the {what} endpoint {url} answered with JSON that is not an object")
         return data
 
@@ -154,12 +155,19 @@ def current_password(config: Config) -> str | None:
     return config.password
 
 
+#: A JWT, or the start of one cut short ('{"' base64-encoded is "eyJ").
+_JWT_LIKE = re.compile(r"eyJ[\w-]*(?:\.[\w-]*){0,2}")
+
+
 def redact(text: str, *secrets: str | None) -> str:
-    """``text`` with every secret replaced, for quoting what a server said."""
+    """``text`` with every secret and anything shaped like a JWT replaced, for quoting what a server said.
+
+    JWT-shaped text is masked too: a server quoting a token back may have cut it short.
+    """
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return text
+    return _JWT_LIKE.sub("<token>", text)
 
 
 def _reason(exc: requests.RequestException) -> str:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from functools import partialmethod
 from typing import Any, TypeVar, cast
 from unittest import mock as _patch
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -125,8 +126,13 @@ class _FakeAuthServer:
         self.rejecting = False
 
     def _token(self, token_type: str, lifetime: float, iat: int) -> str:
-        claims = {"token_type": token_type, "exp": iat + int(lifetime), "iat": iat, "jti": uuid.uuid4().hex}
-        claims["user_id"] = "1"
+        claims = {
+            "token_type": token_type,
+            "exp": iat + int(lifetime),
+            "iat": iat,
+            "jti": uuid.uuid4().hex,
+            "user_id": "1",
+        }
         return jwt.encode(claims, _SIGNING_KEY, algorithm="HS256")
 
     def issue(self, *, with_refresh: bool) -> dict[str, str]:
@@ -259,16 +265,39 @@ class _Entry:
         self.session = session
 
 
+class _Relative:
+    """Mixin: a mock URL relative to the API matches it under the base URL of any covered session."""
+
+    def __init__(self, mock: ApiMock, *args: Any, **kwargs: Any) -> None:
+        self._svcjwt_mock = mock
+        super().__init__(*args, **kwargs)
+
+    def _url_matches(self, url: Any, other: str) -> bool:
+        matches = super()._url_matches  # type: ignore[misc]
+        if isinstance(url, str) and not urlsplit(url).scheme:
+            return any(matches(resolve_url(base, url), other) for base in self._svcjwt_mock._bases())
+        return bool(matches(url, other))
+
+
+class _RelativeResponse(_Relative, responses.Response):
+    pass
+
+
+class _RelativeCallbackResponse(_Relative, responses.CallbackResponse):
+    pass
+
+
 class ApiMock(responses.RequestsMock):
     """A ``responses.RequestsMock`` that also stands in for the service account.
 
     Create it with :func:`mock_api`.  Every method of ``responses`` works
     (``add``, ``get``, ``post``, ``put``, ``patch``, ``delete``, ``head``,
     ``options``, ``add_callback``, ``replace``, ``upsert``, ``remove``,
-    ``calls``, ``assert_call_count``, ``matchers``...); a URL without a scheme
-    is resolved against :attr:`api_url` as ``self.api`` resolves it, so
-    ``api.get("api/items/1/")`` mocks what ``self.api.get("api/items/1/")``
-    requests.
+    ``calls``, ``assert_call_count``, ``matchers``...).  A URL without a
+    scheme is relative to the API: ``api.get("api/items/1/")`` mocks what
+    ``self.api.get("api/items/1/")`` requests, whatever the base URL of the
+    session that sends it (the app's ``svcjwt_api_url``, the ``api_url``
+    given to :func:`mock_api`, or :data:`DEFAULT_API_URL`).
     """
 
     def __init__(
@@ -307,7 +336,6 @@ class ApiMock(responses.RequestsMock):
         self.profile = profile
         self.username = username
         self._explicit_api_url = api_url.rstrip("/") + "/" if api_url else None
-        self._api_url: str | None = None
         self.clock = SimulatedClock()
         self._server = _FakeAuthServer(self.clock, access_lifetime, refresh_lifetime, rotate_refresh_tokens)
         self._entries: dict[tuple[int, str], _Entry] = {}
@@ -321,39 +349,52 @@ class ApiMock(responses.RequestsMock):
 
     def __repr__(self) -> str:
         state = "active" if self._started else "inactive"
-        return f"<ApiMock {self._api_url or '(api_url not resolved yet)'} as {self.username!r}, {state}>"
+        apps = "every app" if self._app is None else f"app {self._app.main!r}"
+        profiles = "every profile" if self.profile is None else f"profile {self.profile!r}"
+        return f"<ApiMock for {apps}, {profiles}, as {self.username!r} ({state})>"
 
     # -- where the API is ------------------------------------------------------
 
+    def _base_for(self, app: Any, profile: str) -> str:
+        """The base URL of ``self.api`` of ``profile`` of ``app`` under this mock."""
+        return self._explicit_api_url or _conf_api_url(app, profile) or DEFAULT_API_URL
+
     @property
     def api_url(self) -> str:
-        """The base URL relative mock URLs resolve against (fixed at first use).
+        """The base URL of ``self.api`` for this mock's app (default: the current Celery app).
 
-        ``api_url`` if given, else the ``svcjwt_api_url`` of the app (with
-        ``app=None``: of the current Celery app) for this mock's profile, else
-        :data:`DEFAULT_API_URL`.
+        ``api_url`` if given, else the app's ``svcjwt_api_url`` for this mock's
+        profile, else :data:`DEFAULT_API_URL`.
         """
-        if self._api_url is None:
-            url = self._explicit_api_url
-            if url is None:
-                from celery import current_app
+        app = self._app if self._app is not None else _current_app()
+        return self._base_for(app, self.profile or DEFAULT_PROFILE)
 
-                app = self._app if self._app is not None else _real_app(current_app)
-                url = _conf_api_url(app, self.profile or DEFAULT_PROFILE)
-            self._api_url = url or DEFAULT_API_URL
-        return self._api_url
+    def url(self, path: str = "", *, app: Any = None, profile: str | None = None) -> str:
+        """The absolute URL ``self.api`` requests for ``path`` (of ``app`` and ``profile``; defaults as :attr:`api_url`)."""
+        app = _real_app(app) if app is not None else (self._app if self._app is not None else _current_app())
+        return resolve_url(self._base_for(app, profile or self.profile or DEFAULT_PROFILE), path)
 
-    def url(self, path: str = "", profile: str | None = None) -> str:
-        """The absolute URL of ``path`` on the API (of ``profile``, when it has its own ``api_url``)."""
-        base = self.api_url
-        if profile is not None and self._explicit_api_url is None:
-            app = self._app if self._app is not None else _current_app()
-            base = _conf_api_url(app, profile) or base
-        return resolve_url(base, path)
+    def _bases(self) -> set[str]:
+        """The base URLs a relative mock URL can stand for: every covered session's, and the defaults."""
+        with self._lock:
+            bases = {entry.session.base_url for entry in self._entries.values()}
+        bases.add(self._explicit_api_url or DEFAULT_API_URL)
+        bases.add(self.api_url)
+        return bases
 
-    def _absolute(self, url: Any) -> Any:
-        if isinstance(url, str):
-            return resolve_url(self.api_url, url)
+    def _relative(self, url: Any) -> str | None:
+        """``url`` as a relative mock URL (no leading slash), or None when it is absolute or a pattern."""
+        if not isinstance(url, str) or urlsplit(url).scheme:
+            return None
+        if url.startswith("//"):
+            raise ValueError(f"scheme-relative URL {url!r} is ambiguous: give a path or an absolute URL")
+        return url.lstrip("/")
+
+    def _shown(self, url: str) -> str:
+        """``url`` relative to the longest base it is under, as a user would mock it."""
+        for base in sorted(self._bases(), key=len, reverse=True):
+            if url.startswith(base):
+                return url[len(base) :]
         return url
 
     # -- responses' API, with URLs relative to the API ---------------------------
@@ -367,11 +408,17 @@ class ApiMock(responses.RequestsMock):
         *args: Any,
         **kwargs: Any,
     ) -> responses.BaseResponse:
-        if isinstance(method, responses.BaseResponse):
-            if isinstance(method.url, str) and not method.url.startswith(("http://", "https://")):
-                method.url = self._absolute(method.url)
+        if isinstance(method, responses.BaseResponse):  # a Response object: made absolute now
+            relative = self._relative(method.url)
+            if relative is not None:
+                method.url = resolve_url(self.api_url, relative)
             return super().add(method)
-        return super().add(method, self._absolute(url), body, adding_headers, *args, **kwargs)
+        relative = self._relative(url)
+        if relative is None:
+            return super().add(method, url, body, adding_headers, *args, **kwargs)
+        if adding_headers is not None:
+            kwargs.setdefault("headers", adding_headers)
+        return super().add(_RelativeResponse(self, method=method, url=relative, body=body, **kwargs))
 
     delete = partialmethod(add, responses.DELETE)
     get = partialmethod(add, responses.GET)
@@ -381,24 +428,49 @@ class ApiMock(responses.RequestsMock):
     post = partialmethod(add, responses.POST)
     put = partialmethod(add, responses.PUT)
 
-    def add_callback(self, method: str, url: Any, callback: Any, *args: Any, **kwargs: Any) -> responses.BaseResponse:
-        return super().add_callback(method, self._absolute(url), callback, *args, **kwargs)
+    def add_callback(
+        self,
+        method: str,
+        url: Any,
+        callback: Any,
+        match_querystring: Any = None,
+        content_type: str | None = "text/plain",
+        match: Any = (),
+    ) -> responses.BaseResponse:
+        relative = self._relative(url)
+        return super().add(
+            _RelativeCallbackResponse(
+                self,
+                url=url if relative is None else relative,
+                method=method,
+                callback=callback,
+                content_type=content_type,
+                match_querystring=match_querystring,
+                match=match,
+            )
+        )
 
     def replace(
         self, method_or_response: Any = None, url: Any = None, body: Any = "", *args: Any, **kwargs: Any
     ) -> responses.BaseResponse:
-        return super().replace(method_or_response, self._absolute(url), body, *args, **kwargs)
-
-    def upsert(
-        self, method_or_response: Any = None, url: Any = None, body: Any = "", *args: Any, **kwargs: Any
-    ) -> responses.BaseResponse:
-        return super().upsert(method_or_response, self._absolute(url), body, *args, **kwargs)
+        relative = self._relative(url)
+        if relative is None or isinstance(method_or_response, responses.BaseResponse):
+            return super().replace(method_or_response, url, body, *args, **kwargs)
+        return super().replace(_RelativeResponse(self, method=method_or_response, url=relative, body=body, **kwargs))
 
     def remove(self, method_or_response: Any = None, url: Any = None) -> list[responses.BaseResponse]:
-        return super().remove(method_or_response, self._absolute(url))
+        relative = self._relative(url)
+        return super().remove(method_or_response, url if relative is None else relative)
 
     def assert_call_count(self, url: str, count: int) -> bool:
-        return super().assert_call_count(self._absolute(url), count)
+        relative = self._relative(url)
+        if relative is None:
+            return super().assert_call_count(url, count)
+        urls = {resolve_url(base, relative) for base in self._bases()}
+        called = sum(1 for call in self.calls if call.request.url in urls)
+        if called != count:
+            raise AssertionError(f"Expected URL '{url}' to be called {count} times. Called {called} times.")
+        return True
 
     # -- the fake account ----------------------------------------------------------
 
@@ -538,7 +610,7 @@ class ApiMock(responses.RequestsMock):
         honoured, environment variables are not; the URL, account and
         transport are the mock's.
         """
-        base = self._explicit_api_url or _conf_api_url(app, profile) or self.api_url
+        base = self._base_for(app, profile)
         forced = {
             "api_url": base,
             "username": self.username,
@@ -638,7 +710,7 @@ class ApiMock(responses.RequestsMock):
 
     def _unmatched_message(self, request: Any, responses_text: str) -> str:
         url = str(request.url)
-        shown = url[len(self.api_url) :] if url.startswith(self.api_url) else url
+        shown = self._shown(url)
         registered = responses_text.partition("Available matches:\n")[2].strip()
         return (
             f"celery-svcjwt mock_api: no mock matches {request.method} {url} (nothing was sent over the network).\n"
@@ -704,7 +776,7 @@ class ApiMock(responses.RequestsMock):
             worker_apps, self._worker_apps = self._worker_apps, []
         for entry in entries:
             entry.session.close()
-        for app, previous in worker_apps:  # what a test worker's bootstep left in the app's conf
+        for app, previous in reversed(worker_apps):  # what test workers' bootsteps left in the apps' conf
             for key, value in previous.items():
                 app.conf[key] = value
         with _active_lock:

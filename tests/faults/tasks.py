@@ -81,6 +81,29 @@ def strict_get(self: Any, url: str) -> Any:
     return response.json()
 
 
+@app.task(base=AuthenticatedTask, bind=True)
+def reprs(self: Any) -> dict[str, str]:
+    """The repr of everything a task can reach, as a debugger, a log line or an error tracker prints it."""
+    api = self.api
+    manager = api.manager
+    objects = {
+        "api": api,
+        "api_vars": vars(api),
+        "auth": api.auth,
+        "auth_vars": vars(api.auth),
+        "manager": manager,
+        "manager_vars": vars(manager),
+        "tokens": manager.tokens,
+        "config": manager.config,
+        "backend": manager.backend,
+        "backend_vars": vars(manager.backend),
+        "stats": manager.stats,
+    }
+    out = {name: repr(value) for name, value in objects.items()}
+    out["status"] = json.dumps(manager.status(), default=str)
+    return out
+
+
 def _event(kind: str, task_id: str | None, name: str | None, exc: BaseException | None) -> None:
     path = os.environ.get("SVCJWT_TEST_EVENTS")
     if not path:

@@ -206,35 +206,78 @@ def test_a_mock_for_one_app_leaves_other_apps_alone(app, fetch):
 # -- relative URLs and the responses API ------------------------------------------------------
 
 
-def test_urls_resolve_as_self_api_resolves_them(app):
+def test_relative_urls_match_as_self_api_resolves_them(app):
     with mock_api(app, api_url="https://api.example.com/v1") as api:
-        assert api.url("items/1/") == "https://api.example.com/v1/items/1/"
-        assert api.url("/items/1/") == "https://api.example.com/v1/items/1/"
-        api.get("items/1/", json={})
+        assert api.api_url == "https://api.example.com/v1/"
+        assert api.url("items/1/") == api.url("/items/1/") == "https://api.example.com/v1/items/1/"
+        api.get("items/1/", json={"id": 1})
         api.post("/items/", status=201)
         api.add(responses.PUT, "items/1/", status=204)
-        api.add(responses.Response(responses.PATCH, "items/1/", status=200))
-        api.add_callback(responses.DELETE, "items/1/", callback=lambda request: (204, {}, ""))
+        api.add(responses.Response(responses.PATCH, "items/1/", status=200))  # made absolute at once
+        api.add_callback(responses.DELETE, "/items/1/", callback=lambda request: (204, {}, ""))
         api.get("https://elsewhere.example.org/x", json={})
         api.get(re.compile(r"https://api\.example\.com/v1/re/\d+/"), json={})
-        urls = {(r.method, r.url if isinstance(r.url, str) else "regex") for r in api.registered()}
-        assert urls == {
-            ("GET", "https://api.example.com/v1/items/1/"),
-            ("POST", "https://api.example.com/v1/items/"),
-            ("PUT", "https://api.example.com/v1/items/1/"),
+        api.get("items/?page=2", json={"page": 2})
+        registered = {(r.method, r.url if isinstance(r.url, str) else "regex") for r in api.registered()}
+        assert registered == {
+            ("GET", "items/1/"),
+            ("POST", "items/"),
+            ("PUT", "items/1/"),
             ("PATCH", "https://api.example.com/v1/items/1/"),
-            ("DELETE", "https://api.example.com/v1/items/1/"),
+            ("DELETE", "items/1/"),
             ("GET", "https://elsewhere.example.org/x"),
             ("GET", "regex"),
+            ("GET", "items/?page=2"),
         }
-        api.replace(responses.GET, "items/1/", json={"replaced": True})
+        session = api.session(app)
+        assert session.get("items/1/").json() == {"id": 1}
+        assert session.get("/items/1/").json() == {"id": 1}
+        assert session.post("items/").status_code == 201
+        assert session.put("items/1/").status_code == 204
+        assert session.patch("items/1/").status_code == 200
+        assert session.delete("items/1/").status_code == 204
+        assert session.get("re/42/").status_code == 200
+        assert session.get("items/", params={"page": 2}).json() == {"page": 2}
+        assert requests.get("https://elsewhere.example.org/x", timeout=1).json() == {}
+        with pytest.raises(UnmatchedRequest):
+            session.get("items/?page=3")  # the query string is part of the mock
+        assert api.unmatched == ["GET https://api.example.com/v1/items/?page=3"]
+        api.replace(responses.GET, "/items/1/", json={"replaced": True})
         api.upsert(responses.GET, "items/9/", json={"new": True})
         api.remove(responses.POST, "items/")
-        session = api.session(app)
         assert session.get("items/1/").json() == {"replaced": True}
         assert session.get("items/9/").json() == {"new": True}
-        assert session.get("re/42/").status_code == 200
-        assert api.assert_call_count("items/1/", 1)
+        assert api.assert_call_count("items/1/", 6)  # every method, as in responses
+        assert api.assert_call_count("https://api.example.com/v1/items/9/", 1)
+        with pytest.raises(AssertionError):
+            api.assert_call_count("items/9/", 2)
+        with pytest.raises(ValueError, match="scheme-relative"):
+            api.get("//api.example.com/x")
+        api._unmatched.clear()  # the unmatched request above was on purpose
+
+
+def test_relative_urls_follow_each_apps_own_api_url():
+    """Whatever the current app is, a relative mock matches under the base URL of the task's app."""
+    shop = make_app(svcjwt_api_url="https://shop.example.com/api/")
+    blog = make_app(svcjwt_api_url="https://blog.example.com/")
+    bare = make_app()
+    tasks = {}
+    for app in (shop, blog, bare):
+
+        @app.task(base=AuthenticatedTask, bind=True, shared=False, name="t.status")
+        def status_of(self):
+            return self.api.get("status/").json()
+
+        tasks[app.main, id(app)] = status_of
+    with mock_api() as api:
+        api.get("status/", json="up")
+        assert [task() for task in tasks.values()] == ["up"] * 3
+        assert [c.request.url for c in api.calls] == [
+            "https://shop.example.com/api/status/",
+            "https://blog.example.com/status/",
+            DEFAULT_API_URL + "status/",
+        ]
+        assert api.url("status/", app=shop) == "https://shop.example.com/api/status/"
 
 
 def test_calls_stay_readable_after_the_mock_ends(app, fetch):
@@ -259,7 +302,7 @@ def test_an_unmatched_request_raises_a_clear_connection_error(app, fetch):
             assert f"no mock matches GET {API}items/2/" in message
             assert "nothing was sent over the network" in message
             assert 'mock.get("items/2/", json=...)' in message
-            assert f"- GET {API}items/1/" in message  # what is mocked
+            assert "- GET items/1/ URL does not match" in message  # what is mocked
     assert f"- GET {API}items/2/" in str(at_exit.value)
 
 
