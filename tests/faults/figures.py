@@ -103,7 +103,7 @@ def soak(name: str, s: dict[str, Any]) -> str:
                 f"(at most {s['refresh_bound_per_process']}); RSS {memory}",
             ]
         )
-    return table(name, ["", ""], rows, [30, 70])
+    return table(name, ["Measure", "Value"], rows, [30, 70])
 
 
 def concurrency(c: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from celery_svcjwt.endpoints import HttpLogin, RefreshRejected
-from celery_svcjwt.errors import AuthUnavailable, SvcJWTError
+from celery_svcjwt.errors import AuthUnavailable, ConfigurationError, MalformedResponse, SvcJWTError
 from celery_svcjwt.manager import TokenManager
 from celery_svcjwt.session import ApiSession
 from celery_svcjwt.settings import load_config
@@ -281,3 +281,24 @@ def test_a_refresh_endpoint_quoting_the_refresh_token_does_not_put_it_in_the_err
         with pytest.raises(RefreshRejected) as info:
             login.refresh(SENT_REFRESH)
     assert_secret_free(str(info.value), "RefreshRejected")
+
+
+@pytest.mark.parametrize("url", [TOKEN_URL, REFRESH_URL])
+def test_a_redirect_quoting_a_secret_in_its_location_does_not_put_it_in_the_error(url):
+    """Each endpoint can only echo what it was sent: the password to the token URL, the refresh token to the other."""
+    login = HttpLogin(make_config())
+    sent = PASSWORD if url == TOKEN_URL else SENT_REFRESH
+    with answering(url, 302, {"Location": f"https://elsewhere.example/?p={sent}"}, b""):
+        with pytest.raises(ConfigurationError) as info:
+            login.obtain() if url == TOKEN_URL else login.refresh(SENT_REFRESH)
+    assert "https://elsewhere.example/" in str(info.value)  # still says where it was sent
+    assert_secret_free(str(info.value), "ConfigurationError", (sent,))
+
+
+@pytest.mark.parametrize("url", [TOKEN_URL, REFRESH_URL])
+def test_a_redirect_to_a_location_that_is_not_utf8_is_a_malformed_response(url):
+    """requests raises UnicodeDecodeError on such a Location (psf/requests#4926), even with allow_redirects=False."""
+    login = HttpLogin(make_config())
+    with answering(url, 301, {"Location": "/caf\xe9/"}, b""):
+        with pytest.raises(MalformedResponse, match="cannot be decoded"):
+            login.obtain() if url == TOKEN_URL else login.refresh(SENT_REFRESH)
