@@ -43,7 +43,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.12")
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[django,test]", "mypy", "types-requests", "celery-types")
+    session.install("-e", ".[django,test,dev]")
     session.run("mypy")
 
 

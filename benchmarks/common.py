@@ -7,9 +7,11 @@ stop every one of them (``try``/``finally``), and only talk to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -29,6 +31,13 @@ USERNAME = "svc-bench"
 PASSWORD = "bench-password-only-for-this-run"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 APP = "benchmarks.benchapp"
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # run_all.py's time limit: unwind, so every finally stops its processes
+
+
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 if str(ROOT) not in sys.path:  # example.fsbroker, celery_svcjwt from a checkout
     sys.path.insert(0, str(ROOT))
@@ -372,7 +381,7 @@ class Worker:
 
             client = redis.Redis.from_url(REDIS_URL)
             keys = [f"celery-task-meta-{r.id}" for r in self.sent]
-            keys += [self.queue, f"_kombu.binding.{self.queue}"]
+            keys += list(client.scan_iter(match=f"*{self.queue}*"))  # the queue and kombu's bindings of it
             for i in range(0, len(keys), 500):
                 client.delete(*keys[i : i + 500])
             client.close()
@@ -407,5 +416,19 @@ def run_mixed(
     return out
 
 
+_tempdirs: list[Path] = []
+
+
 def tempdir(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"svcjwt-bench-{prefix}-"))
+    """A new folder for servers' databases, workers' spools and logs; removed at exit unless BENCH_KEEP=1."""
+    path = Path(tempfile.mkdtemp(prefix=f"svcjwt-bench-{prefix}-"))
+    _tempdirs.append(path)
+    return path
+
+
+@atexit.register
+def _remove_tempdirs() -> None:
+    if os.environ.get("BENCH_KEEP") == "1":
+        return
+    for path in _tempdirs:
+        shutil.rmtree(path, ignore_errors=True)

@@ -248,9 +248,11 @@ def e2e(data: dict[str, Any], goals: Goals) -> str:
         )
         logins = r.get("svcjwt_logins_per_process", {})
         if logins:
+            total = v["celery-svcjwt"]["tasks"] + data["rounds"] * data["sizes"]["fast"]
             out.append(
-                f"celery-svcjwt logged in {', '.join(str(n) for n in logins.values())} time(s) per pool process "
-                f"over all its {v['celery-svcjwt']['tasks'] + data['rounds'] * data['sizes']['fast']} tasks.\n"
+                f"celery-svcjwt's {len(logins)} pool processes logged in "
+                f"{' and '.join(str(n) for n in logins.values())} time(s) each over its {total:,} measured tasks; "
+                "the seed's approaches logged in once per task.\n"
             )
 
     # goals
@@ -644,7 +646,7 @@ def growth(data: dict[str, Any], goals: Goals) -> str:
             label=f"{name}: pool child USS",
         )
     axes[0].set_title("ms inside a task (median, IQR) since the last checkpoint")
-    axes[1].set_title("memory of the pool child (MB)")
+    axes[1].set_title("memory of the pool child (MB); the point at 1 is right after start")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("tasks run by the process")
@@ -696,7 +698,7 @@ def growth(data: dict[str, Any], goals: Goals) -> str:
     floor_rss_growth = series["floor"][-1]["child_uss_mb"] - series["floor"][0]["child_uss_mb"]
     ratio_last = ours[-1]["in_task_ms"]["median"] / floor[-1]["in_task_ms"]["median"]
     out.append(
-        f"From {ours[0]['tasks']:,} to {ours[-1]['tasks']:,} tasks, celery-svcjwt's pool child grew by "
+        f"From its start to {ours[-1]['tasks']:,} tasks, celery-svcjwt's pool child grew by "
         f"{rss_growth:+.2f} MB USS (the floor's by {floor_rss_growth:+.2f} MB); its time inside a task at the "
         f"last checkpoint is {pct(ratio_last)} from the floor's.\n"
     )
@@ -718,17 +720,28 @@ def modes(data: dict[str, Any], goals: Goals) -> str:
     plt = plt_setup()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
     order = ["http", "local", "mint"]
-    axes[0].bar(order, [data["login_ms"][m]["median"] for m in order], color=["#2b6cb0", "#2f855a", "#b7791f"])
-    axes[0].bar(
-        order,
-        [data["refresh_ms"][m]["median"] for m in order],
-        color="none",
-        edgecolor="black",
-        hatch="//",
-        label="refresh",
-    )
+    xs = list(range(len(order)))
+    for offset, key, label, hatch in ((-0.2, "login_ms", "login", ""), (0.2, "refresh_ms", "refresh", "//")):
+        med = [data[key][m]["median"] for m in order]
+        err = [
+            [m - data[key][o]["q1"] for o, m in zip(order, med, strict=True)],
+            [data[key][o]["q3"] - m for o, m in zip(order, med, strict=True)],
+        ]
+        axes[0].bar(
+            [x + offset for x in xs],
+            med,
+            0.4,
+            yerr=err,
+            capsize=3,
+            label=label,
+            hatch=hatch,
+            color=["#2b6cb0", "#2f855a", "#b7791f"],
+            edgecolor="black",
+            linewidth=0.5,
+        )
+    axes[0].set_xticks(xs, order)
     axes[0].set_yscale("log")
-    axes[0].set_title("ms per login (solid) and per refresh (hatched); log")
+    axes[0].set_title("ms per login (plain) and per refresh (hatched); median, IQR; log")
     axes[0].legend(fontsize=8)
     calls = ["bare-http", "http", "wsgi"]
     axes[1].boxplot(
@@ -787,12 +800,15 @@ def main() -> int:
     goals = Goals()
     parts: list[str] = []
     machine: dict[str, Any] = {}
+    loads: list[str] = []
     for name, build in SECTIONS:
         data = load(name)
         if data is None:
             parts.append(heading(name, "-") + "\nNot run in this run.\n")
             continue
         machine = machine or data.get("machine", {})
+        if data.get("machine", {}).get("load_average"):
+            loads.append(f"{name} {data['machine']['load_average'][0]}")
         try:
             parts.append(build(data, goals))
         except Exception as exc:  # a broken result file must not hide the others
@@ -805,8 +821,8 @@ def main() -> int:
         "",
         heading("Figures from the latest run", "-"),
         f"Run of {when} ({mode} run, {fmt(run.get('seconds', float('nan')) / 60, 1)} minutes), on a machine with "
-        f"{machine.get('cpus', '?')} CPUs shared with other jobs (load average at the end "
-        f"{', '.join(str(x) for x in machine.get('load_average', []))}): Python {machine.get('python', '?')}, "
+        f"{machine.get('cpus', '?')} CPUs shared with other jobs (1-minute load average at the end of each "
+        f"benchmark: {', '.join(loads) or 'n/a'}): Python {machine.get('python', '?')}, "
         f"Celery {machine.get('celery', '?')}, Django {machine.get('django', '?')}, requests {machine.get('requests', '?')}. "
         "Absolute times vary between runs on a shared machine; compare the ratios, measured within this run.",
         "",

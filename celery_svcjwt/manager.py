@@ -192,6 +192,8 @@ class TokenManager:
         now = self._clock()
         if now < self._gate_until:
             raise self._gated(now)
+        if self._consecutive_failures:
+            attempts = 1  # the endpoint is known to be failing: one probe per gate, no in-call retries
         use_refresh = tokens is not None and tokens.refresh_usable(now)
         attempt = 0
         while True:

@@ -173,6 +173,22 @@ def test_transient_failure_is_retried_within_the_call(manager, backend, fake_sle
     assert manager.status()["backing_off_for"] == 0.0
 
 
+def test_after_a_failure_each_gate_allows_one_probe_without_in_call_retries(manager, backend, clock, fake_sleep):
+    # A fleet in an outage must not multiply its load by the in-call attempts.
+    backend.obtain_script.extend([AuthUnavailable("HTTP 503")] * 4)
+    with pytest.raises(AuthUnavailable):
+        manager.get()
+    assert backend.obtain_calls == 3
+    clock.advance(manager.status()["backing_off_for"] + 0.01)
+    with pytest.raises(AuthUnavailable):
+        manager.get()
+    assert backend.obtain_calls == 4  # one probe, no sleep-and-retry
+    assert len(fake_sleep.calls) == 2
+    clock.advance(manager.status()["backing_off_for"] + 0.01)
+    assert gen(manager.get()) == 1  # the endpoint is back: the probe succeeds
+    assert backend.obtain_calls == 5
+
+
 def test_outage_gives_auth_unavailable_then_a_gate(manager, backend, clock, fake_sleep):
     backend.obtain_script.extend([AuthUnavailable("HTTP 503")] * 3)
     with pytest.raises(AuthUnavailable) as info:
