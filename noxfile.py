@@ -36,7 +36,7 @@ def tests(session: nox.Session, django: str, celery: str) -> None:
 @nox.session(python="3.12")
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    paths = ["celery_svcjwt", "tests", "example", "docs", "dev.py", "noxfile.py"]
+    paths = ["celery_svcjwt", "tests", "example", "docs", "benchmarks", "dev.py", "noxfile.py"]
     session.run("ruff", "format", "--check", *paths)
     session.run("ruff", "check", *paths)
 

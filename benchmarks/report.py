@@ -597,8 +597,9 @@ def token_load(data: dict[str, Any], goals: Goals) -> str:
         f"{nj['peak_after_recovery_per_100ms_as_per_s']}/s over 100 ms); with jitter they spread over "
         f"{fmt(j['recovered_in_s']['max'] - j['recovered_in_s']['min'], 0)} s "
         f"(peak {j['peak_after_recovery_per_s']} calls/s). During the outage every process keeps retrying "
-        "with a growing backoff, which is where the highest rates are: each login attempt is retried "
-        "in the call (``svcjwt_login_attempts``) before the backoff gate closes.\n"
+        "with a growing backoff, which is where the highest rates are: a process's first failure is "
+        "tried again in the call (``svcjwt_login_attempts``); after that each opening of its backoff "
+        "gate sends one probe.\n"
     )
     lower = j["peak_after_recovery_per_s"] < nj["peak_after_recovery_per_s"]
     goals.add(
