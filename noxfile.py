@@ -16,9 +16,9 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
-# Django 6 needs Python 3.12+; Django 5.2 is the LTS for 3.10/3.11; celery 5.4 is the oldest supported.
+# Django 6 needs Python 3.12+; Django 5.2 is the LTS for 3.10/3.11; celery 5.5 is the oldest supported.
 MATRIX = [
-    ("3.10", "5.2", "5.4"),
+    ("3.10", "5.2", "5.5"),
     ("3.11", "5.2", "5.7"),
     ("3.12", "6", "5.7"),
     ("3.13", "6", "5.7"),

@@ -347,9 +347,12 @@ def test_wsgi_transport_needs_django_configured(monkeypatch):
 
 
 def test_mint_mode_needs_no_password(monkeypatch):
-    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "example.apiproject.settings")
     conf = {k: v for k, v in BASE_CONF.items() if k != "svcjwt_password"}
-    config = load_config(make_app(**conf, svcjwt_login_mode="mint"), environ={})
+    app = make_app(**conf, svcjwt_login_mode="mint")
+    # Set after the app exists: an app created with it would install Celery's Django fixup,
+    # whose global signal receivers outlive this test.
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "example.apiproject.settings")
+    config = load_config(app, environ={})
     assert config.login_mode == "mint"
     assert config.password is None
 
