@@ -71,10 +71,11 @@ def refresh_margins(lifetime: float, margin: float) -> tuple[float, float]:
 
     The advisory margin is the configured one capped at half the lifetime, so
     a short-lived token is not refreshed on every call (google-auth's lesson);
-    the mandatory margin is a quarter of the advisory one, at most 10 s.
+    the mandatory margin is half the advisory one, at most 10 s: wide enough, for
+    short-lived tokens, to cover a request queued behind many others on a busy server.
     """
     advisory = max(0.0, min(margin, lifetime / 2))
-    mandatory = min(advisory / 4, 10.0)
+    mandatory = min(advisory / 2, 10.0)
     return advisory, mandatory
 
 

@@ -182,9 +182,9 @@ def test_malformed_response_is_retryable():
     ("lifetime", "margin", "expected"),
     [
         (300, 60, (60, 10)),  # configured margin fits: mandatory capped at 10 s
-        (300, 20, (20, 5)),  # mandatory is a quarter of the advisory one
-        (60, 60, (30, 7.5)),  # margin capped at half the lifetime
-        (20, 600, (10, 2.5)),
+        (300, 16, (16, 8)),  # mandatory is half the advisory one
+        (60, 60, (30, 10)),  # margin capped at half the lifetime
+        (20, 600, (10, 5)),
         (0, 60, (0, 0)),
     ],
 )
