@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from celery import Celery
@@ -27,7 +26,7 @@ from celery_svcjwt.manager import TokenManager
 from celery_svcjwt.session import ApiSession
 from celery_svcjwt.settings import load_config
 from tests.conftest import PASSWORD, USERNAME, assert_no_secrets
-from tests.faults.harness import Fleet, record_figures, send
+from tests.faults.harness import send
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +35,6 @@ ACCESS_SECONDS = 4
 USABLE = ACCESS_SECONDS - 1  # whole-second claims
 RUN_SECONDS = 7.0
 FIGURES: dict[str, dict] = {}
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path_factory.mktemp("concurrency"))
-    yield fleet
-    fleet.close()
-    record_figures("concurrency", FIGURES)
 
 
 @pytest.fixture(scope="module")

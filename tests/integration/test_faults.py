@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from celery_svcjwt import CredentialsRejected
 from tests.conftest import wait_for
-from tests.faults.harness import Fleet, events, record_figures, seen, send
+from tests.faults.harness import Fleet, events, seen, send
 from tests.faults.proxy import (
     REFRESH_PATH,
     TOKEN_PATH,
@@ -62,19 +61,7 @@ BLACKLISTED = json.dumps({"detail": "Token is blacklisted", "code": "token_not_v
 NO_ACCOUNT = json.dumps({"detail": "No active account found with the given credentials"}).encode()
 CHALLENGE = {**JSON, "WWW-Authenticate": 'Bearer realm="api"'}
 
-ROWS: list[dict[str, Any]] = []
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path_factory.mktemp("faults"))
-    proxies: list[FaultProxy] = []
-    fleet.proxies = proxies  # type: ignore[attr-defined]
-    yield fleet
-    for proxy in proxies:
-        proxy.stop()
-    fleet.close(secrets=set().union(*(p.issued for p in proxies)))
-    record_figures("faults", ROWS)
+FIGURES: list[dict[str, Any]] = []
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +225,7 @@ def test_token_endpoint_fault_while_workers_start(fleet, api, case):
         assert all(o["logins"] == 1 for o in outcomes)
         assert after <= PROCESSES
     fleet.retire(worker)
-    ROWS.append(
+    FIGURES.append(
         {
             "group": "token endpoint, while the workers start",
             "fault": case.what,
@@ -386,7 +373,7 @@ def test_api_fault_with_a_logged_in_worker(running, case):
     assert len({o["n"] for o in done}) == n - case.fails
     if case.history is not None:
         assert sorted(o["history"] for o in done).count(case.history) == 1
-    ROWS.append(
+    FIGURES.append(
         {
             "group": "API, with a logged-in worker",
             "fault": case.what,
@@ -438,7 +425,7 @@ def test_refresh_token_blacklisted_at_every_refresh_logs_in_again(fleet, short_a
     assert refused >= 2
     assert logins == refused  # each refused refresh -> exactly one login, no more
     fleet.retire(worker)
-    ROWS.append(
+    FIGURES.append(
         {
             "group": "token endpoint, at refresh time (3 s tokens)",
             "fault": "every refresh answered 401 token_not_valid (blacklisted) for 5 s",
@@ -482,7 +469,7 @@ def test_refresh_endpoint_outage_while_tokens_expire(fleet, short_api):
     # only a token that expired on its way through a loaded server may come back as a 401.
     assert short_api.stats().get("/api/echo/ 401", 0) <= 2
     fleet.retire(worker)
-    ROWS.append(
+    FIGURES.append(
         {
             "group": "token endpoint, at refresh time (3 s tokens)",
             "fault": "token and refresh endpoints answer HTTP 503 for 4 s",

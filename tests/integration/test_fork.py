@@ -15,33 +15,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import PASSWORD, ROOT, USERNAME, assert_no_secrets, wait_for
-from tests.faults.harness import Fleet, assert_no_exact_secrets, record_figures, send
+from tests.faults.harness import assert_no_exact_secrets, send
 from tests.faults.proxy import TOKEN_PATH, FaultProxy
 
 pytestmark = pytest.mark.integration
 
 FIGURES: dict[str, dict] = {}
-
-
-@pytest.fixture(scope="module")
-def proxies() -> Iterator[list[FaultProxy]]:
-    started: list[FaultProxy] = []
-    yield started
-    for proxy in started:
-        proxy.stop()
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, proxies) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path_factory.mktemp("fork"))
-    yield fleet
-    fleet.close(secrets=set().union(*(p.issued for p in proxies)))
-    record_figures("fork", FIGURES)
 
 
 @pytest.fixture

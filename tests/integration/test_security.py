@@ -27,28 +27,13 @@ from celery_svcjwt.manager import TokenManager
 from celery_svcjwt.session import ApiSession
 from celery_svcjwt.settings import load_config
 from tests.conftest import JWT_RE, PASSWORD, USERNAME, assert_no_secrets, wait_for
-from tests.faults.harness import Fleet, assert_no_exact_secrets, send
+from tests.faults.harness import assert_no_exact_secrets, send
 from tests.faults.proxy import TOKEN_PATHS, Fault, FaultProxy
 
 pytestmark = pytest.mark.integration
 
 TOKEN_NOT_VALID = json.dumps({"detail": "Given token not valid for any token type", "code": "token_not_valid"}).encode()
 CHALLENGE = {"Content-Type": "application/json", "WWW-Authenticate": 'Bearer realm="api"'}
-
-
-@pytest.fixture(scope="module")
-def proxies() -> Iterator[list[FaultProxy]]:
-    started: list[FaultProxy] = []
-    yield started
-    for proxy in started:
-        proxy.stop()
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, proxies) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path_factory.mktemp("security"))
-    yield fleet
-    fleet.close(secrets=set().union(*(p.issued for p in proxies)))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,13 +32,6 @@ USABLE = ACCESS_SECONDS - 1
 MIN_REFRESH_INTERVAL = USABLE / 2
 PROCESSES = 2
 IN_FLIGHT = 200
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path_factory.mktemp("soak"))
-    yield fleet
-    fleet.close()
 
 
 @pytest.fixture(scope="module")
