@@ -73,7 +73,11 @@ def check_server(api, seconds: float, refreshes_reported: int, retries_401: int)
     assert seconds / ACCESS_SECONDS - 1 <= figures["refreshes"] <= figures["refresh_windows_at_most"] + retries_401, (
         figures
     )
-    assert figures["api_401"] <= figures["api_calls"] // 100, figures
+    # No storm: a token that expires in flight (on a server slowed by the blacklist's database
+    # writes) fails at most the requests in flight with it, one per thread, and all the threads
+    # that saw it share a single renewal.
+    assert figures["renewals_after_401"] <= figures["refresh_windows_at_most"], figures
+    assert figures["api_401"] <= THREADS * max(1, figures["renewals_after_401"]), figures
     assert figures["api_calls"] > THREADS * 5, figures
     return figures
 
