@@ -28,7 +28,7 @@ def runs():
 def failing(app, runs):
     """A task that raises the given error ``times`` times, then returns 'done'."""
 
-    @app.task(base=AuthenticatedTask, bind=True, name="t.failing")
+    @app.task(base=AuthenticatedTask, bind=True, shared=False, name="t.failing")
     def failing(self, times, error):
         runs.append(self.request.retries)
         if len(runs) <= times:
@@ -114,7 +114,7 @@ def test_rejected_credentials_are_not_retried(failing, runs, retry_calls):
 
 
 def test_retry_on_outage_can_be_turned_off(app, runs, retry_calls):
-    @app.task(base=AuthenticatedTask, bind=True, name="t.own", svcjwt_retry_on_outage=False)
+    @app.task(base=AuthenticatedTask, bind=True, shared=False, name="t.own", svcjwt_retry_on_outage=False)
     def own(self):
         runs.append(self.request.retries)
         raise AuthUnavailable("HTTP 503")
@@ -130,7 +130,7 @@ def test_retry_on_outage_can_be_turned_off(app, runs, retry_calls):
 
 @pytest.fixture
 def fetch(app):
-    @app.task(base=AuthenticatedTask, bind=True, name="t.fetch")
+    @app.task(base=AuthenticatedTask, bind=True, shared=False, name="t.fetch")
     def fetch(self, path):
         return self.api.get(path).json()
 
@@ -163,7 +163,7 @@ def test_self_api_follows_the_task_profile(app):
         "billing": {"api_url": "https://billing.example.com/", "username": "b", "password": "p"}
     }
 
-    @app.task(base=AuthenticatedTask, bind=True, name="t.billing", svcjwt_profile="billing")
+    @app.task(base=AuthenticatedTask, bind=True, shared=False, name="t.billing", svcjwt_profile="billing")
     def billing(self):
         return self.api.base_url
 
