@@ -6,6 +6,7 @@ import io
 import logging
 
 import pytest
+import requests
 import responses
 
 from celery_svcjwt.errors import AuthUnavailable, ForeignOriginError
@@ -148,6 +149,66 @@ def test_configured_verify_wins_over_requests_ca_bundle(rsps, make_config, manag
     rsps.get(ITEM, json={})
     api.get("items/1/")
     assert rsps.calls[0].request.req_kwargs["verify"] == verify
+
+
+ENV_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"HTTPS_PROXY": "http://proxy.internal:3128"},
+        {"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "api.example.com"},
+        {"https_proxy": "http://proxy.internal:3128", "no_proxy": ".example.com"},
+        {"REQUESTS_CA_BUNDLE": "/etc/ssl/internal-ca.pem"},
+        {"CURL_CA_BUNDLE": "/etc/ssl/curl-ca.pem"},
+    ],
+)
+@pytest.mark.parametrize("url", [ITEM, "https://elsewhere.example.org/x"])
+def test_the_environment_is_applied_as_requests_applies_it(clean_env, config, manager, env, url):
+    """The session reads proxies and CA bundle once; what it merges must equal requests' own
+    per-request reading, for the API's origin and for any other URL (a redirect's target)."""
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    api = ApiSession(config, manager)
+    assert api.merge_environment_settings(url, {}, None, True, None) == requests.Session().merge_environment_settings(
+        url, {}, None, True, None
+    )
+
+
+def test_the_proxy_reaches_the_request(rsps, clean_env, config, manager):
+    clean_env.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    api = ApiSession(config, manager)
+    rsps.get(ITEM, json={})
+    api.get("items/1/")
+    assert rsps.calls[0].request.req_kwargs["proxies"] == {"https": "http://proxy.internal:3128"}
+
+
+def test_the_ca_bundle_from_the_environment_applies_when_verify_is_on(rsps, clean_env, config, manager):
+    clean_env.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/internal-ca.pem")
+    api = ApiSession(config, manager)
+    rsps.get(ITEM, json={})
+    api.get("items/1/")
+    assert config.verify is True
+    assert rsps.calls[0].request.req_kwargs["verify"] == "/etc/ssl/internal-ca.pem"
+
+
+def test_trust_env_off_ignores_the_environment(rsps, clean_env, config, manager):
+    clean_env.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    api = ApiSession(config, manager)
+    api.trust_env = False
+    rsps.get(ITEM, json={})
+    api.get("items/1/")
+    assert rsps.calls[0].request.req_kwargs["proxies"] == {}
 
 
 def test_auth_failure_surfaces_before_the_request(rsps, api, backend):
