@@ -31,6 +31,8 @@ USERNAME = "svc-bench"
 PASSWORD = "bench-password-only-for-this-run"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 APP = "benchmarks.benchapp"
+#: Prefix of the per-request steps a bare session pays on every call and self.api skips.
+SKIPPED = "skipped: "
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

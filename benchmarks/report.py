@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common import SKIPPED
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 STATIC = ROOT / "docs" / "_static" / "bench"
@@ -411,14 +413,21 @@ def per_request(data: dict[str, Any], goals: Goals) -> str:
         f"{fmt(loop['bare']['us_per_call']['median'], 0)} µs",
     )
     steps = data.get("svcjwt_steps_us", {})
-    own = {name: us for name, us in steps.items() if "netrc" not in name}
-    netrc = sum(us for name, us in steps.items() if "netrc" in name)
+    own = {name: us for name, us in steps.items() if not name.startswith(SKIPPED)}
+    skipped = {name.removeprefix(SKIPPED): us for name, us in steps.items() if name.startswith(SKIPPED)}
     if steps:
         out.append(
             "What self.api does per call, each step timed alone (best of 5 x 20,000 calls): "
             + "; ".join(f"{name}: {us:.2f} µs" for name, us in own.items())
-            + f". It skips requests' ~/.netrc lookup ({netrc:.2f} µs), which a session without an auth object "
-            "(the bare session, google-auth's) pays on every call.\n"
+            + ". What a bare session does per call and self.api does not: "
+            + "; ".join(f"{name}: {us:.2f} µs" for name, us in skipped.items())
+            + (
+                f". requests scans the whole environment ({data['environment_variables']} variables in this run) "
+                "twice per call to find proxies, so that cost grows with the environment's size"
+                if "environment_variables" in data
+                else ""
+            )
+            + ".\n"
         )
     others = {n: mem[n]["overhead_us"]["median"] for n in names if n not in ("bare", "celery-svcjwt")}
     best = min(others, key=lambda n: others[n])
@@ -436,7 +445,9 @@ def per_request(data: dict[str, Any], goals: Goals) -> str:
             f". Timed alone, self.api's own steps (keeping the token on the API's origin and fresh) add about "
             f"{sum(own.values()):.1f} µs per call ("
             + ", ".join(f"{name} {us:.1f}" for name, us in own.items())
-            + f"); like authlib it skips the {netrc:.1f} µs ~/.netrc lookup a bare session pays. The other "
+            + "); it skips "
+            + ", ".join(f"{name} {us:.1f}" for name, us in skipped.items())
+            + ". The other "
             f"{max(0.0, mine - others[best] - sum(own.values())):.1f} µs of the gap were not traced to one step "
             "by these measurements"
             if steps
