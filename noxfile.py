@@ -1,7 +1,7 @@
 """Sessions: tests across Python/Django/Celery versions, lint, typecheck, docs, demo, bench.
 
-    nox -s tests-3.12            # one Python
-    nox -s "tests(python='3.13', django='6')"
+    nox -s tests -p 3.12         # one Python (its Django and Celery: see MATRIX)
+    nox -s "tests(3.13-django6-celery5.7)"
     nox -s lint typecheck docs demo
     nox -s bench                 # benchmarks (see benchmarks/README.md)
 
