@@ -23,9 +23,11 @@ from kombu.utils.json import dumps
 
 class Channel(filesystem.Channel):
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
-        final = os.path.join(self.data_folder_out, name)
-        partial = final + ".partial"  # does not end in ".<queue>.msg": consumers skip it
+        unique = uuid.uuid4()
+        final = os.path.join(self.data_folder_out, f"{round(monotonic() * 1000)}_{unique}.{queue}.msg")
+        # The name being written must not contain ".<queue>.msg" at all: kombu up to 5.5 takes
+        # any file whose name contains it (5.6 on, only names that end in it).
+        partial = os.path.join(self.data_folder_out, f".{unique}.partial")
         try:
             with open(partial, "wb") as f:
                 f.write(str_to_bytes(dumps(payload)))

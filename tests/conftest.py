@@ -239,7 +239,25 @@ class Worker:
         return self.app.send_task(f"{TASKS}.{task}", args=args, kwargs=kwargs, queue=self.queue)
 
     def run(self, task: str, *args: Any, timeout: float = 60, **kwargs: Any) -> Any:
-        return self.send(task, *args, **kwargs).get(timeout=timeout, interval=0.02)
+        return self.outcome(self.send(task, *args, **kwargs), timeout)
+
+    def outcome(self, result: Any, timeout: float = 60) -> Any:
+        """``result.get()``, failing at once (with the log's tail) if this worker dies meanwhile.
+
+        A plain ``get(timeout=...)`` would wait out its whole timeout for every pending
+        result of a dead worker.
+        """
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"the worker exited with {self.proc.returncode} while task {result.id} was pending:\n"
+                    + self.log()[-4000:]
+                )
+            return bool(result.ready())
+
+        wait_for(ready, timeout, f"task {result.id}", interval=0.02)
+        return result.get(timeout=10, interval=0.02)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -87,7 +87,7 @@ def test_threads_pool_64_tasks_cross_expiry_together(fleet, rotating_api):
     started = time.monotonic()
     worker = fleet.start(rotating_api.url, pool="threads", concurrency=THREADS)
     results = [send(worker, "hammer", RUN_SECONDS) for _ in range(THREADS)]
-    out = [r.get(timeout=120, interval=0.05) for r in results]
+    out = [worker.outcome(r, 120) for r in results]
     elapsed = time.monotonic() - started
 
     assert len({o["pid"] for o in out}) == 1

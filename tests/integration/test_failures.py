@@ -57,7 +57,7 @@ def test_auth_server_down_at_boot_then_up(api_server_factory, worker_factory):
     wait_for(lambda: "AuthUnavailable" in worker.log(), 30, "a refused connection to be seen")
     api = api_server_factory(port=port)
 
-    out = [r.get(timeout=90, interval=0.05) for r in results]
+    out = [worker.outcome(r, 90) for r in results]
     assert [o["username"] for o in out] == [USERNAME] * 10
     assert "Timed out waiting for UP message" not in worker.log()
     assert "Process 'ForkPoolWorker" not in worker.log() or "exited with 'signal 9" not in worker.log()
@@ -74,7 +74,7 @@ def test_wrong_password_fails_at_once_and_backs_off(api_server, worker_factory):
 
     for r in results:
         with pytest.raises(CredentialsRejected) as info:
-            r.get(timeout=60, interval=0.02)
+            worker.outcome(r, 60)
         message = str(info.value)
         assert USERNAME in message
         assert f"{api_server.url}api/token/" in message
@@ -117,7 +117,7 @@ def test_retry_gives_up_after_the_configured_count(worker_factory):
     result = worker.send("whoami")
     started = time.monotonic()
     with pytest.raises(Exception) as info:
-        result.get(timeout=60, interval=0.05)
+        worker.outcome(result, 60)
     assert type(info.value).__name__ == "AuthUnavailable"
     assert result.state == "FAILURE"
     assert worker.log().count("Retry in") == 2

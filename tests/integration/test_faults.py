@@ -195,7 +195,7 @@ def test_token_endpoint_fault_while_workers_start(fleet, api, case):
     outcomes: list[Any] = []
     for r in results:
         try:
-            outcomes.append(r.get(timeout=90, interval=0.05))
+            outcomes.append(worker.outcome(r, 90))
         except Exception as exc:
             outcomes.append(exc)
     recovered = time.monotonic() - ended
@@ -217,7 +217,7 @@ def test_token_endpoint_fault_while_workers_start(fleet, api, case):
         # ...and once the account is fixed, new tasks run after the backoff (at most BACKOFF_MAX).
         time.sleep(1.2)
         later = [send(worker, "echo", TASKS + i) for i in range(4)]
-        assert sorted(r.get(timeout=60, interval=0.05)["n"] for r in later) == list(range(TASKS, TASKS + 4))
+        assert sorted(worker.outcome(r, 60)["n"] for r in later) == list(range(TASKS, TASKS + 4))
     else:
         # Every task completed once the fault ended; each process then logged in once.
         assert failed == []
@@ -339,7 +339,7 @@ def test_api_fault_with_a_logged_in_worker(running, case):
     first = send(worker, case.task, 0)
     if not case.refuse:
         try:
-            first.get(timeout=60, interval=0.05)
+            worker.outcome(first, 60)
         except Exception:
             pass
     results = [first, *(send(worker, case.task, i) for i in range(1, n))]
@@ -350,7 +350,7 @@ def test_api_fault_with_a_logged_in_worker(running, case):
     outcomes: list[Any] = []
     for r in results:
         try:
-            outcomes.append(r.get(timeout=60, interval=0.05))
+            outcomes.append(worker.outcome(r, 60))
         except Exception as exc:
             outcomes.append(exc)
     proxy.clear()
@@ -405,7 +405,7 @@ def keep_busy(worker, seconds: float, task: str = "echo") -> list[Any]:
     while time.monotonic() < deadline:
         batch = [send(worker, task, n + i) for i in range(10)]
         n += 10
-        out.extend(r.get(timeout=60, interval=0.02) for r in batch)
+        out.extend(worker.outcome(r, 60) for r in batch)
     return out
 
 
@@ -457,7 +457,7 @@ def test_refresh_endpoint_outage_while_tokens_expire(fleet, short_api):
     ended = time.monotonic()
     during = proxy.count(TOKEN_PATHS, until=ended)
 
-    out = [r.get(timeout=90, interval=0.05) for r in results]
+    out = [worker.outcome(r, 90) for r in results]
     after = proxy.count(TOKEN_PATHS, since=ended)
     saw = seen(worker)
     assert sorted(o["n"] for o in out) == list(range(len(results)))

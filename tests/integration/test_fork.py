@@ -92,7 +92,7 @@ def test_max_tasks_per_child_recycling_logs_each_new_child_in_once(fleet, proxy)
     out = []
     for start in range(0, 60, 10):  # batches, so that recycled children get tasks too
         batch = [send(worker, "echo", n) for n in range(start, start + 10)]
-        out.extend(r.get(timeout=60, interval=0.02) for r in batch)
+        out.extend(worker.outcome(r, 60) for r in batch)
 
     assert sorted(o["n"] for o in out) == list(range(60))
     assert {o["logins"] for o in out} == {1}  # no process ever logged in twice

@@ -52,7 +52,7 @@ def test_in_process_login_and_refresh(api_server_factory, worker_factory, mode, 
     out = []
     deadline = time.monotonic() + 5  # more than two usable access-token lifetimes
     while time.monotonic() < deadline:
-        out += [r.get(timeout=60, interval=0.02) for r in [worker.send("whoami") for _ in range(10)]]
+        out += [worker.outcome(r, 60) for r in [worker.send("whoami") for _ in range(10)]]
 
     assert {o["username"] for o in out} == {api.user}
     assert {o["logins"] for o in out} == {1}
@@ -116,8 +116,8 @@ def test_two_profiles_call_two_apis_as_two_accounts(api_server_factory, worker_f
 
     a = [worker.send("whoami") for _ in range(20)]
     b = [worker.send("whoami_billing") for _ in range(20)]
-    a = [r.get(timeout=60, interval=0.02) for r in a]
-    b = [r.get(timeout=60, interval=0.02) for r in b]
+    a = [worker.outcome(r, 60) for r in a]
+    b = [worker.outcome(r, 60) for r in b]
 
     assert {o["username"] for o in a} == {main.user}
     assert {o["username"] for o in b} == {"svc-billing"}

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def run_many(worker, n: int) -> list[dict]:
     results = [worker.send("whoami") for _ in range(n)]
-    return [r.get(timeout=120, interval=0.02) for r in results]
+    return [worker.outcome(r, 120) for r in results]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ def keep_busy(worker, seconds: float, batch: int = 20) -> list[dict]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         results = [worker.send("whoami") for _ in range(batch)]
-        out.extend(r.get(timeout=60, interval=0.02) for r in results)
+        out.extend(worker.outcome(r, 60) for r in results)
     return out
 
 

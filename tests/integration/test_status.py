@@ -64,7 +64,7 @@ def test_prefork_children_each_report_through_the_parent(worker_factory, api_ser
         assert 200 < report["token_expires_in"] <= 300
     # the children that answer tasks are the ones reported
     out = [worker.send("whoami") for _ in range(20)]
-    assert {o.get(timeout=60)["pid"] for o in out} <= {p["pid"] for p in kids}
+    assert {worker.outcome(o, 60)["pid"] for o in out} <= {p["pid"] for p in kids}
 
 
 def test_the_celery_inspect_command_line_knows_it(worker_factory, api_server):
