@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -172,7 +172,9 @@ def _shown(config: Config, name: str) -> str:
 
 
 def print_settings(out: Report, config: Config) -> None:
-    out.write("Settings (each from the first place that has a value: Celery config, environment, Django, default):")
+    out.write(
+        "Settings (each from the first place that has a value: command line, Celery config, environment, Django, default):"
+    )
     width = max(len(s.conf_key) for s in SETTINGS)
     rows = [(s, _shown(config, s.name)) for s in SETTINGS]
     value_width = max(len(shown) for s, shown in rows if not s.secret)
@@ -303,8 +305,12 @@ def run_check(
     url: str | None = None,
     out: TextIO | None = None,
     app_name: str | None = None,
+    cli: Mapping[str, Any] | None = None,
 ) -> int:
-    """Run the check for ``app`` and write the report to ``out``; return the exit status."""
+    """Run the check for ``app`` and write the report to ``out``; return the exit status.
+
+    ``cli``: ``--svcjwt-*`` option values by setting name; they win over config, as on ``celery worker``.
+    """
     report = Report(out or sys.stdout)
     report.write(f"celery-svcjwt check: app {app_name or app.main!r}, profile {profile!r}")
     report.write()
@@ -317,7 +323,7 @@ def run_check(
             "no `celery inspect svcjwt_status`. Call it in the module that creates the app.",
         )
     try:
-        config = load_config(app, profile, cli={})
+        config = load_config(app, profile, cli=dict(cli or {}))
     except ConfigurationError as exc:
         report.fail("resolve the settings", str(exc))
         return _finish(report, None)

@@ -156,3 +156,23 @@ def test_usage_errors_exit_2(tmp_path):
 def test_app_option_before_the_command(tmp_path, api_server):
     proc = run_check(tmp_path, "-A", APP, "check", **account(api_server))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_worker_options_win_over_config_as_on_the_worker(tmp_path, api_server):
+    api_server.reset_stats()
+    env = account(api_server, SVCJWT_API_URL=f"http://127.0.0.1:{free_port()}/")  # nothing listens there
+
+    proc = run_check(tmp_path, "check", "-A", APP, "--svcjwt-api-url", api_server.url, "--svcjwt-timeout", "7", **env)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{api_server.url}" in proc.stdout and "command line --svcjwt-api-url" in proc.stdout
+    assert "command line --svcjwt-timeout" in proc.stdout
+    assert api_server.stats()["/api/token/ 200"] == 1  # it logged in where the option pointed
+
+
+def test_the_password_is_not_an_option(tmp_path):
+    proc = run_check(tmp_path, "check", "-A", APP, "--svcjwt-password", "pw-typed-on-the-command-line")
+    assert proc.returncode == 2  # not taken for --svcjwt-password-file, whose value a report would show
+    assert "unrecognized arguments: --svcjwt-password " in proc.stderr
+    assert "pw-typed-on-the-command-line" not in proc.stdout
+    assert "--svcjwt-password-file" in run_check(tmp_path, "check", "--help").stdout
