@@ -35,6 +35,9 @@ __all__ = ["ApiSession", "JWTAuth"]
 
 logger = logging.getLogger(__name__)
 
+#: What a finished request's Authorization header says instead of the token (see JWTAuth.scrub).
+REDACTED = "[token removed]"
+
 #: 401 codes that a refresh cannot cure: log in again instead.
 RELOGIN_CODES = frozenset({"password_changed"})
 
@@ -123,6 +126,36 @@ class JWTAuth(requests.auth.AuthBase):
             return False
         return True
 
+    def scrubbed(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """A copy of a request that is done with, holding no token and no hook of this auth.
+
+        A response keeps its request (and its redirects' requests), and so does a
+        requests exception: whatever pickles, logs or reports them (a result backend
+        with the pickle serializer, an error tracker) then finds no token.  A copy,
+        so that what was sent (and what a ``responses`` mock recorded) stays as it was.
+        """
+        clean = request.copy()  # a new headers dict; custom attributes such as the token snapshot stay behind
+        credentials = clean.headers.get("Authorization")
+        if credentials and origin_of(clean.url or "") == self.origin:
+            clean.headers["Authorization"] = f"{credentials.split(' ', 1)[0]} {REDACTED}"
+        clean.hooks = {
+            event: [h for h in hooks if getattr(h, "__self__", None) is not self]
+            for event, hooks in (request.hooks or {}).items()
+        }
+        return clean
+
+
+def _responses_in(response: requests.Response | None) -> list[requests.Response]:
+    """``response`` and every response in its history, nested ones too (a 401 retry's lands there)."""
+    found: list[requests.Response] = []
+    todo = [response] if response is not None else []
+    while todo:
+        r = todo.pop()
+        if all(r is not f for f in found):
+            found.append(r)
+            todo.extend(r.history)
+    return found
+
 
 def _rewind(request: requests.PreparedRequest) -> bool:
     """Make the body readable again; False when it cannot be replayed (a generator, a stream)."""
@@ -185,7 +218,24 @@ class ApiSession(requests.Session):
             kwargs.setdefault("timeout", self.timeout)
         if len(args) < 13:  # verify: passed per request, or REQUESTS_CA_BUNDLE would override it
             kwargs.setdefault("verify", self.verify)
-        return super().request(method, url, *args, **kwargs)
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except requests.RequestException as exc:
+            self._scrub(exc, exc.response)
+            raise
+        self._scrub(None, response)
+        return response
+
+    def _scrub(self, exc: requests.RequestException | None, response: requests.Response | None) -> None:
+        """Swap the finished requests that a response or an exception keeps for token-free copies."""
+        auth = self.auth
+        if not isinstance(auth, JWTAuth):
+            return
+        if exc is not None and isinstance(exc.request, requests.PreparedRequest):
+            exc.request = auth.scrubbed(exc.request)
+        for hop in _responses_in(response):
+            if isinstance(hop.request, requests.PreparedRequest):
+                hop.request = auth.scrubbed(hop.request)
 
     def merge_environment_settings(  # type: ignore[override]
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -205,6 +255,19 @@ class ApiSession(requests.Session):
             "verify": _merge(verify, self.verify),
             "cert": _merge(cert, self.cert),
         }
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        """A same-origin redirect hop carries the token of the hop before it.
+
+        requests copies every hop from the first request, so after a 401 renewal the
+        hop would otherwise carry the token the API had just refused.
+        """
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        previous = response.request
+        used: TokenSet | None = getattr(previous, _TOKEN_ATTR, None)
+        if used is not None and isinstance(self.auth, JWTAuth) and "Authorization" in prepared_request.headers:
+            self.auth._attach(prepared_request, used)
+            setattr(prepared_request, _RETRIED_ATTR, getattr(previous, _RETRIED_ATTR, False))
 
     def should_strip_auth(self, old_url: str, new_url: str) -> bool:
         """Strip the token on any change of origin, including http -> https on the same host."""

@@ -106,6 +106,28 @@ def test_failing_tasks_store_no_secret_in_their_result_or_traceback(worker, prox
         scan(path.read_text(), f"the stored result {path.name}", proxy)
 
 
+def test_a_pickled_http_error_comes_back_whole_and_holds_no_token(fleet, proxy):
+    """With the pickle result serializer, the exception itself is stored: response, request, headers."""
+    w = fleet.start(proxy.url, pool="solo", concurrency=1, env={"SVCJWT_TEST_RESULT_SERIALIZER": "pickle"})
+    w.app.conf.result_serializer = "pickle"  # this side reads the results: before its backend exists
+    assert run(w, "echo", 1)["n"] == 1
+    proxy.inject(Fault("status", status=401, paths=("/api/whoami/",), headers=CHALLENGE, body=TOKEN_NOT_VALID, times=2))
+
+    exc, tb = failed_result(send(w, "strict_get", "api/whoami/"))
+
+    proxy.clear()
+    assert type(exc).__name__ == "HTTPError"  # the real exception, not Celery's unpickleable-exception wrapper
+    assert exc.response.status_code == 401
+    assert [r.status_code for r in exc.response.history] == [401]  # refused, renewed once, refused again
+    assert exc.response.request.headers["Authorization"] == "Bearer [token removed]"
+    stored = [path.read_bytes() for path in (w.workdir / "spool" / "results").glob("*")]
+    assert any(b"HTTPError" in blob for blob in stored)
+    for blob in stored:
+        scan(blob.decode("latin-1"), "a pickled result", proxy)
+    scan(tb + repr(exc.response.request.headers), "the pickled failure's traceback and request", proxy)
+    fleet.retire(w)
+
+
 def test_wrong_password_in_the_result_the_traceback_and_the_log(fleet, proxy):
     wrong = "Wr0ng-but-still-a-secret-7731"
     w = fleet.start(proxy.url, pool="solo", concurrency=1, password=wrong)

@@ -49,6 +49,9 @@ def make_app(broker: str, spool: str, queue: str) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,
         result_extended=True,
+        # SVCJWT_TEST_RESULT_SERIALIZER=pickle in a worker's environment; the reading side sets it too
+        result_serializer=os.environ.get("SVCJWT_TEST_RESULT_SERIALIZER", "json"),
+        result_accept_content=["json", "pickle"],
     )
     return app
 

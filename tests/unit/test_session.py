@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 
 import pytest
 import requests
@@ -401,3 +402,71 @@ def test_a_manager_of_its_own(rsps, config, backend, clock):
     ApiSession(config, manager).get("items/1/")
     ApiSession(config, manager).get("items/1/")
     assert backend.obtain_calls == 1
+
+
+def test_401_then_a_redirect_within_the_origin_carries_the_new_token(rsps, api):
+    rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
+    rsps.get(ITEM, status=302, headers={"Location": "/v1/items/one/"})
+    rsps.get("https://api.example.com/v1/items/one/", json={"id": 1})
+    response = api.get("items/1/")
+    assert response.status_code == 200
+    assert [gen_of(c) for c in rsps.calls] == [1, 2, 2]  # the hop after the renewal: the new token
+
+
+# -- what a finished request leaves behind ------------------------------------------------------
+
+
+def secrets_of(manager):
+    return [manager.tokens.access.encode(), manager.tokens.refresh.encode()]
+
+
+def test_a_response_and_its_history_hold_no_token(rsps, api, manager):
+    rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
+    rsps.get(ITEM, status=302, headers={"Location": "/v1/items/one/"})
+    rsps.get("https://api.example.com/v1/items/one/", status=500)
+    response = api.get("items/1/")
+    with pytest.raises(requests.HTTPError) as info:
+        response.raise_for_status()
+
+    kept = [response.request, *(hop.request for hop in response.history)]
+    assert [r.url for r in kept] == ["https://api.example.com/v1/items/one/", ITEM]
+    assert [r.headers["Authorization"] for r in kept] == ["Bearer [token removed]"] * 2
+    # Pickled (a result backend with the pickle serializer): it pickles now, and holds no token.
+    blob = pickle.dumps(info.value)
+    for secret in secrets_of(manager):
+        assert secret not in blob
+    assert pickle.loads(blob).response.status_code == 500
+    # What was sent is untouched: the mock recorded the real headers.
+    assert all(auth_of(c).startswith("Bearer eyJ") for c in rsps.calls)
+
+
+def test_a_retried_response_keeps_the_401_without_its_token(rsps, api, manager):
+    rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
+    rsps.get(ITEM, json={"id": 1})
+    response = api.get("items/1/")
+    assert [r.status_code for r in response.history] == [401]
+    assert response.history[0].request.headers["Authorization"] == "Bearer [token removed]"
+    assert response.request.headers["Authorization"] == "Bearer [token removed]"
+    blob = pickle.dumps(response)
+    for secret in secrets_of(manager):
+        assert secret not in blob
+
+
+def test_a_requests_exception_holds_no_token(rsps, api, manager):
+    rsps.get(ITEM, body=requests.ConnectionError("connection reset"))
+    with pytest.raises(requests.ConnectionError) as info:
+        api.get("items/1/")
+    assert info.value.request.headers["Authorization"] == "Bearer [token removed]"
+    blob = pickle.dumps(info.value)
+    for secret in secrets_of(manager):
+        assert secret not in blob
+
+
+def test_the_session_still_works_after_scrubbing(rsps, api, backend):
+    rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
+    rsps.get(ITEM, json={"id": 1})
+    rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
+    rsps.get(ITEM, json={"id": 1})
+    assert api.get("items/1/").status_code == 200
+    assert api.get("items/1/").status_code == 200  # the second 401 renews and retries again
+    assert len(backend.refresh_calls) == 2
