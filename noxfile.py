@@ -81,7 +81,8 @@ def reliability(session: nox.Session) -> None:
 
     session.install("-e", ".[django,test]")
     figures = pathlib.Path("docs/reliability_figures.json")
-    figures.unlink(missing_ok=True)
+    if not session.posargs:  # a full run starts afresh; a partial one (-k soak) replaces only its sections
+        figures.unlink(missing_ok=True)
     tests = [
         "tests/integration/test_faults.py",
         "tests/integration/test_soak.py",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from celery_svcjwt import CredentialsRejected
-from tests.conftest import USERNAME, free_port, wait_for
+from tests.conftest import ROOT, TASKS, USERNAME, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +130,21 @@ def test_retry_gives_up_after_the_configured_count(worker_factory):
     with pytest.raises(Exception) as other:
         worker.send("plain_get", f"http://127.0.0.1:{port}/").get(timeout=30, interval=0.05)
     assert type(other.value).__name__ == "ConnectionError"
+
+
+def test_worker_help_lists_every_option_but_the_password():
+    from celery_svcjwt.settings import SETTINGS
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", TASKS, "worker", "--help"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    options = set(re.findall(r"--svcjwt-[a-z-]+", proc.stdout))
+    assert options == {s.option for s in SETTINGS if s.option}
+    assert "--svcjwt-password-file" in options and "--svcjwt-password " not in proc.stdout
+    assert "celery-svcjwt: Base URL of the API" in proc.stdout
