@@ -19,7 +19,7 @@ def run_many(worker, n: int) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("pool", "concurrency"),
-    [("prefork", 2), ("threads", 8), ("solo", 1)],
+    [("prefork", 2), ("threads", 8), ("solo", 1), ("gevent", 50), ("eventlet", 50)],
 )
 def test_one_login_per_process(worker_factory, api_server, pool, concurrency):
     api_server.reset_stats()

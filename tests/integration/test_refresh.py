@@ -32,7 +32,7 @@ def last_counts(out: list[dict]) -> dict[int, dict]:
 
 
 @pytest.mark.parametrize("rotate", [False, True], ids=["no-rotation", "rotation+blacklist"])
-@pytest.mark.parametrize(("pool", "concurrency"), [("prefork", 2), ("threads", 16)])
+@pytest.mark.parametrize(("pool", "concurrency"), [("prefork", 2), ("threads", 16), ("gevent", 50)])
 def test_short_lived_tokens_refresh_and_no_task_fails(api_server_factory, worker_factory, rotate, pool, concurrency):
     flags = {"EXAMPLE_API_ROTATE": "1", "EXAMPLE_API_BLACKLIST": "1"} if rotate else {}
     api = api_server_factory(EXAMPLE_API_ACCESS_SECONDS=str(ACCESS_SECONDS), **flags)
