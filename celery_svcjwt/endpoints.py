@@ -22,7 +22,7 @@ from .errors import AuthUnavailable, ConfigurationError, CredentialsRejected, Ma
 from .settings import Config, read_password_file
 from .tokens import decode_json, parse_error_body, parse_retry_after
 
-__all__ = ["HttpLogin", "LoginBackend", "RefreshRejected", "user_agent"]
+__all__ = ["HttpLogin", "LoginBackend", "RefreshCrashed", "RefreshRejected", "user_agent"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,15 @@ RETRY_AFTER_CAP = 3600.0
 
 class RefreshRejected(SvcJWTError):
     """The refresh token is expired, invalid or blacklisted: log in again."""
+
+
+class RefreshCrashed(AuthUnavailable):
+    """The refresh endpoint failed with HTTP 500 on our refresh token: the next try logs in instead.
+
+    SimpleJWT 5.5.1 answers 500 when the token's user has been deleted; refreshing
+    again would fail the same way forever, while a login says what is wrong (no
+    active account).  Still retryable: a 500 may also be a passing server fault.
+    """
 
 
 class LoginBackend(Protocol):
@@ -119,7 +128,8 @@ class HttpLogin:
         status = response.status_code
         if status in TRANSIENT_STATUSES:
             wait = parse_retry_after(response.headers.get("Retry-After"), time.time(), RETRY_AFTER_CAP)
-            raise AuthUnavailable(
+            unavailable = RefreshCrashed if what == "refresh" and status == 500 else AuthUnavailable
+            raise unavailable(
                 f"the {what} endpoint {url} answered HTTP {status}"
                 + (f" (Retry-After {wait:.0f}s)" if wait is not None else ""),
                 retry_after=wait or 0.0,

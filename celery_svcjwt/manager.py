@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backoff import backoff_delay
-from .endpoints import LoginBackend, RefreshRejected
+from .endpoints import LoginBackend, RefreshCrashed, RefreshRejected
 from .errors import AuthUnavailable, ConfigurationError, CredentialsRejected, SvcJWTError
 from .settings import Config
 from .tokens import TokenSet, parse_token_response, wall_time_of
@@ -80,6 +80,7 @@ class TokenManager:
         self._gate_until = 0.0
         self._consecutive_failures = 0
         self._gate_error: SvcJWTError | None = None
+        self._login_next = False  # the refresh endpoint crashed on our refresh token: log in instead
         self.stats = Stats()
         self.listeners: list[Listener] = []
 
@@ -194,7 +195,7 @@ class TokenManager:
             raise self._gated(now)
         if self._consecutive_failures:
             attempts = 1  # the endpoint is known to be failing: one probe per gate, no in-call retries
-        use_refresh = tokens is not None and tokens.refresh_usable(now)
+        use_refresh = tokens is not None and tokens.refresh_usable(now) and not self._login_next
         attempt = 0
         while True:
             attempt += 1
@@ -210,6 +211,8 @@ class TokenManager:
                 self._fail(exc, self._backoff())
                 raise
             except AuthUnavailable as exc:
+                if isinstance(exc, RefreshCrashed):
+                    self._login_next, use_refresh = True, False
                 wait = max(exc.retry_after, self._backoff(failures=attempt))
                 if attempt >= max(1, attempts) or wait > IN_CALL_WAIT_CAP:
                     delay = max(exc.retry_after, self._backoff())
@@ -253,6 +256,7 @@ class TokenManager:
 
     def _store(self, tokens: TokenSet, event: str) -> TokenSet:
         self._tokens = tokens
+        self._login_next = False
         self._consecutive_failures = 0
         self._gate_until = 0.0
         self._gate_error = None

@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 #: What a finished request's Authorization header says instead of the token (see JWTAuth.scrub).
 REDACTED = "[token removed]"
 
-#: 401 codes that a refresh cannot cure: log in again instead.
-RELOGIN_CODES = frozenset({"password_changed"})
+#: 401 codes that a refresh cannot cure (the password changed; the account was deleted or
+#: deactivated): log in again instead, which either works or says what is wrong with the account.
+RELOGIN_CODES = frozenset({"password_changed", "user_not_found", "user_inactive"})
 
 # Attributes set on a PreparedRequest (per request, so the auth object stays thread-safe).
 _TOKEN_ATTR = "_svcjwt_token"

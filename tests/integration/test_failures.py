@@ -89,6 +89,60 @@ def test_wrong_password_fails_at_once_and_backs_off(api_server, worker_factory):
     assert wrong not in worker.log()
 
 
+def set_account(api, action: str) -> None:
+    """Deactivate or delete the service account in the API's database, as an admin would."""
+    code = (
+        "import django; django.setup(); from django.contrib.auth import get_user_model; "
+        f"users = get_user_model().objects.filter(username={api.user!r}); "
+        + ("users.update(is_active=False)" if action == "deactivate" else "users.delete()")
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **api.django_env()}, check=True, timeout=60
+    )
+
+
+def answers(api) -> dict[str, int]:
+    """Every request the API answered since its stats were reset, by path and status."""
+    return {key: n for key, n in api.stats().items() if " " in key}
+
+
+def assert_account_refused(worker, api, result) -> None:
+    with pytest.raises(CredentialsRejected) as info:
+        worker.outcome(result, 60)
+    assert USERNAME in str(info.value) and f"{api.url}api/token/" in str(info.value)
+    assert result.state == "FAILURE"  # not retried: a person must restore the account
+    assert "Retry in" not in worker.log()
+
+
+@pytest.mark.parametrize("action", ["deactivate", "delete"])
+def test_an_account_removed_while_its_token_is_valid_fails_clearly(api_server_factory, worker_factory, action):
+    api = api_server_factory()
+    worker = worker_factory(pool="solo", concurrency=1, api=api)
+    assert worker.run("whoami")["logins"] == 1
+    set_account(api, action)
+    api.reset_stats()
+
+    # The API refuses the still-valid token (user_inactive, user_not_found): a refresh cannot
+    # cure that, so the worker logs in again, and the login names the account.
+    assert_account_refused(worker, api, worker.send("whoami"))
+    assert answers(api) == {"/api/whoami/ 401": 1, "/api/token/ 401": 1}
+
+
+def test_a_deleted_account_whose_token_is_due_fails_clearly(api_server_factory, worker_factory):
+    api = api_server_factory(EXAMPLE_API_ACCESS_SECONDS="3")
+    worker = worker_factory(pool="solo", concurrency=1, api=api)
+    facts = worker.run("whoami")
+    due = time.monotonic() + facts["must_refresh_in"]
+    set_account(api, "delete")
+    api.reset_stats()
+    wait_for(lambda: time.monotonic() > due + 0.2, 10, "the access token to be due for refresh")
+
+    # SimpleJWT 5.5.1 answers the refresh with HTTP 500 for a deleted user; the worker then
+    # logs in instead of refreshing again, and the login names the account.
+    assert_account_refused(worker, api, worker.send("whoami"))
+    assert answers(api) == {"/api/token/refresh/ 500": 1, "/api/token/ 401": 1}
+
+
 def test_missing_settings_fail_at_start_with_one_clear_message(worker_factory):
     worker = worker_factory(env={"SVCJWT_API_URL": "", "SVC_ACCT_PASS": ""}, wait_ready=False)
 

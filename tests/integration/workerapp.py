@@ -9,6 +9,7 @@ service account's settings come from SVCJWT_* / SVC_ACCT_* like a user's.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import requests
@@ -67,8 +68,17 @@ celery_svcjwt.install(app)
 
 
 def _process_facts(task: Any) -> dict[str, Any]:
-    stats = task.api.manager.stats
-    return {"pid": os.getpid(), "logins": stats.logins, "refreshes": stats.refreshes, "retries_401": stats.retries_401}
+    manager = task.api.manager
+    stats = manager.stats
+    tokens = manager.tokens
+    return {
+        "pid": os.getpid(),
+        "logins": stats.logins,
+        "refreshes": stats.refreshes,
+        "retries_401": stats.retries_401,
+        # Seconds until the token may no longer be used unrefreshed (None: not logged in).
+        "must_refresh_in": tokens.mandatory_at(manager.config.refresh_margin) - time.monotonic() if tokens else None,
+    }
 
 
 @app.task(base=AuthenticatedTask, bind=True)

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from celery_svcjwt.endpoints import HttpLogin, RefreshRejected
+from celery_svcjwt.endpoints import HttpLogin, RefreshCrashed, RefreshRejected
 from celery_svcjwt.errors import AuthUnavailable, ConfigurationError, CredentialsRejected, MalformedResponse
 
 from .conftest import PASSWORD, USERNAME
@@ -252,6 +252,18 @@ def test_refresh_endpoint_outage(rsps, login, make_jwt):
     with pytest.raises(AuthUnavailable) as info:
         login.refresh(make_jwt(token_type="refresh"))
     assert info.value.retry_after == 3.0
+    assert type(info.value) is AuthUnavailable  # overloaded: refresh again later, no password hash
+
+
+def test_refresh_endpoint_500_is_refresh_crashed(rsps, login, make_jwt):
+    # SimpleJWT 5.5.1 answers an HTML 500 when the refresh token's user was deleted.
+    refresh = make_jwt(token_type="refresh")
+    rsps.post(REFRESH_URL, status=500, body="<h1>Server Error (500)</h1>", content_type="text/html")
+    with pytest.raises(RefreshCrashed) as info:
+        login.refresh(refresh)
+    assert isinstance(info.value, AuthUnavailable)  # still retryable for the task
+    assert f"the refresh endpoint {REFRESH_URL} answered HTTP 500" in str(info.value)
+    assert refresh not in str(info.value)
 
 
 def test_refresh_not_found_names_the_refresh_url_setting(rsps, login, make_jwt):

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from celery_svcjwt.endpoints import RefreshRejected
+from celery_svcjwt.endpoints import RefreshCrashed, RefreshRejected
 from celery_svcjwt.errors import AuthUnavailable, ConfigurationError, CredentialsRejected, MalformedResponse
 from celery_svcjwt.manager import TokenManager
 from celery_svcjwt.tokens import TokenSet
@@ -306,6 +306,34 @@ def test_failure_in_the_mandatory_window_raises(manager, backend, clock):
     with pytest.raises(AuthUnavailable):
         manager.get()
     assert len(backend.refresh_calls) == 3
+
+
+def test_a_refresh_endpoint_crash_makes_the_next_try_a_login(manager, backend, clock):
+    # SimpleJWT 5.5.1's 500 for a deleted user: refreshing again would fail the same way forever.
+    manager.get()
+    clock.set(MANDATORY + 1)
+    backend.refresh_script.append(RefreshCrashed("HTTP 500"))
+    backend.obtain_script.append(CredentialsRejected("no active account for 'svc-robot'"))
+    with pytest.raises(CredentialsRejected, match="no active account"):
+        manager.get()
+    assert (len(backend.refresh_calls), backend.obtain_calls) == (1, 2)
+
+
+def test_after_a_refresh_endpoint_crash_the_next_gate_logs_in(make_config, make_jwt, clock):
+    backend = FakeBackend(make_jwt)
+    manager = new_manager(make_config(login_attempts=1), backend, clock, sleep=never_sleep)
+    manager.get()
+    clock.set(MANDATORY + 1)
+    backend.refresh_script.append(RefreshCrashed("HTTP 500"))
+    with pytest.raises(RefreshCrashed):
+        manager.get()
+    clock.advance(120)  # past the gate
+    assert gen(manager.get()) == 2
+    assert (len(backend.refresh_calls), backend.obtain_calls, manager.stats.logins) == (1, 2, 2)
+    # Logged in: refreshing works as before.
+    clock.advance(300 - 60)
+    assert gen(manager.get()) == 3
+    assert len(backend.refresh_calls) == 2
 
 
 def test_a_failing_listener_does_not_break_get(manager, caplog):

@@ -247,6 +247,17 @@ def test_401_password_changed_logs_in_again_instead_of_refreshing(rsps, api, bac
     assert manager.stats.logins == 2
 
 
+@pytest.mark.parametrize("code", ["user_not_found", "user_inactive"])
+def test_401_for_a_deleted_or_inactive_account_logs_in_again(rsps, api, backend, manager, code):
+    # A refresh cannot cure these (SimpleJWT 5.5.1 even answers 500 for a deleted user);
+    # a login either works or raises CredentialsRejected naming the account.
+    rsps.get(ITEM, status=401, json={"detail": "User not found", "code": code}, headers=CHALLENGE)
+    rsps.get(ITEM, json={"id": 1})
+    assert api.get("items/1/").status_code == 200
+    assert len(backend.refresh_calls) == 0
+    assert manager.stats.logins == 2
+
+
 def test_second_401_is_returned_as_is(rsps, api, backend):
     rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
     rsps.get(ITEM, status=401, json=EXPIRED, headers=CHALLENGE)
