@@ -46,6 +46,7 @@ RELOGIN_CODES = frozenset({"password_changed", "user_not_found", "user_inactive"
 _TOKEN_ATTR = "_svcjwt_token"
 _BODY_POS_ATTR = "_svcjwt_body_pos"
 _RETRIED_ATTR = "_svcjwt_retried"
+_OWN_ATTRS = frozenset({_TOKEN_ATTR, _BODY_POS_ATTR, _RETRIED_ATTR})
 
 _merge: Callable[[Any, Any], Any] = merge_setting  # requests' rule: the request's value wins over the session's
 
@@ -135,9 +136,14 @@ class JWTAuth(requests.auth.AuthBase):
         with the pickle serializer, an error tracker) then finds no token.  A copy,
         so that what was sent (and what a ``responses`` mock recorded) stays as it was.
         """
-        clean = request.copy()  # a new headers dict; custom attributes such as the token snapshot stay behind
+        # Shallow: the body and cookie jar are shared (the request is done with); the headers are
+        # not, and this auth's attributes (the token snapshot) stay behind. Cheaper than .copy(),
+        # which also copies the cookie jar, on every call.
+        clean = requests.PreparedRequest.__new__(requests.PreparedRequest)
+        clean.__dict__.update((name, value) for name, value in request.__dict__.items() if name not in _OWN_ATTRS)
+        clean.headers = request.headers.copy()
         credentials = clean.headers.get("Authorization")
-        if credentials and origin_of(clean.url or "") == self.origin:
+        if credentials and (hasattr(request, _TOKEN_ATTR) or origin_of(clean.url or "") == self.origin):
             clean.headers["Authorization"] = f"{credentials.split(' ', 1)[0]} {REDACTED}"
         clean.hooks = {
             event: [h for h in hooks if getattr(h, "__self__", None) is not self]
