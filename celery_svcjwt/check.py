@@ -27,7 +27,7 @@ import requests
 from . import process
 from .control import iso
 from .errors import AuthUnavailable, ConfigurationError, CredentialsRejected, MalformedResponse, SvcJWTError
-from .manager import TokenManager
+from .manager import SKEW_WARNING, TokenManager
 from .session import ApiSession
 from .settings import DEFAULT_PROFILE, SETTINGS, Config, load_config
 
@@ -36,9 +36,6 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "UsageError", "load_app", "ru
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-#: The clock skew beyond which the report warns (the worker warns too).
-SKEW_WARNING = 30.0
 
 _NEXT_TRY = re.compile(r" \(next try in [\d.]+s\)$")
 

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 BACKOFF_BASE = 1.0
 #: The longest a caller sleeps inside one call before giving up with a retryable error.
 IN_CALL_WAIT_CAP = 5.0
+#: A clock skew against the API server (seconds) worth a warning; tracking expiry does not need NTP.
+SKEW_WARNING = 30.0
 
 Listener = Callable[[str, "TokenManager"], None]
 
@@ -81,6 +83,7 @@ class TokenManager:
         self._consecutive_failures = 0
         self._gate_error: SvcJWTError | None = None
         self._login_next = False  # the refresh endpoint crashed on our refresh token: log in instead
+        self._warned_skew: float | None = None
         self.stats = Stats()
         self.listeners: list[Listener] = []
 
@@ -260,7 +263,13 @@ class TokenManager:
         self._consecutive_failures = 0
         self._gate_until = 0.0
         self._gate_error = None
-        if tokens.skew is not None and abs(tokens.skew) > 30:
+        skew = tokens.skew
+        if (
+            skew is not None
+            and abs(skew) > SKEW_WARNING
+            and (self._warned_skew is None or abs(skew - self._warned_skew) > SKEW_WARNING)
+        ):  # once, and again only if the skew moves: not at every refresh
+            self._warned_skew = skew
             logger.warning(
                 "celery-svcjwt: this worker's clock differs from the API server's by %.0fs; "
                 "expiry is tracked on the worker's own clock, but fix NTP",

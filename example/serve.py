@@ -21,6 +21,10 @@ def prepare(db: str, username: str, password: str) -> None:
     import django
 
     django.setup()
+    if os.environ.get("EXAMPLE_API_CLOCK_OFFSET"):
+        from example.apiproject import clock
+
+        clock.apply(float(os.environ["EXAMPLE_API_CLOCK_OFFSET"]))
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 

@@ -9,6 +9,8 @@ Configured from the environment so that tests can start variants of it:
 - EXAMPLE_API_HEADER_TYPES: comma-separated AUTH_HEADER_TYPES (default Bearer)
 - EXAMPLE_API_FAST_HASHER=1: MD5 password hasher (tests); default is Django's PBKDF2
 - EXAMPLE_API_USER_MODEL=email: a custom user model whose USERNAME_FIELD is ``email``
+- EXAMPLE_API_CLOCK_OFFSET=<seconds>: the token clock runs ahead (+) or behind (-), as on a
+  server whose clock is off (applied by ``example.serve``; see clock.py)
 """
 
 import os

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,19 @@ def test_check_logs_in_refreshes_calls_the_url_and_reports(tmp_path, api_server)
     assert stats["/api/token/ 200"] == 1
     assert stats["/api/token/refresh/ 200"] == 1
     assert stats["/api/whoami/ 200"] == 1
+
+
+def test_an_api_clock_ten_minutes_behind_is_reported_and_still_passes(tmp_path, api_server_factory):
+    api = api_server_factory(EXAMPLE_API_CLOCK_OFFSET="-600")
+
+    proc = run_check(tmp_path, "check", "-A", APP, **account(api))
+
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr  # a warning, not a failure: expiry does not need NTP
+    skew = next(line for line in out.splitlines() if "clock skew" in line)
+    # this machine minus the API server: +600 s, plus under a second that the whole-second iat hides
+    assert re.match(r"\[warn\] clock skew \+60[01]\.\ds ", skew.strip()), skew
+    assert "fix the clock (NTP)" in out
 
 
 def test_password_file_is_shown_as_set_with_its_path(tmp_path, api_server):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 
@@ -54,6 +55,33 @@ def test_short_lived_tokens_refresh_and_no_task_fails(api_server_factory, worker
         # (usable = ACCESS_SECONDS - 1 s lost to SimpleJWT's whole-second claims).
         assert c["refreshes"] <= elapsed / ((ACCESS_SECONDS - 1) / 2) + 1
     assert api.logins() == len(counts)
+
+
+@pytest.mark.parametrize("offset", [-3600, 3600], ids=["api-clock-behind", "api-clock-ahead"])
+def test_clock_skew_between_worker_and_api_breaks_nothing(api_server_factory, worker_factory, offset):
+    # The API's token clock is an hour off the worker's: judged by the worker's clock its tokens
+    # were issued long ago (or in the future).  Expiry is counted from each token's own lifetime
+    # on the worker's clock, so refreshes still come on time, with rotation + blacklist.
+    api = api_server_factory(
+        EXAMPLE_API_ACCESS_SECONDS=str(ACCESS_SECONDS),
+        EXAMPLE_API_ROTATE="1",
+        EXAMPLE_API_BLACKLIST="1",
+        EXAMPLE_API_CLOCK_OFFSET=str(offset),
+    )
+    worker = worker_factory(pool="threads", concurrency=4, api=api)
+
+    out = keep_busy(worker, seconds=3 * ACCESS_SECONDS)
+
+    stats = api.stats()
+    assert stats.get("/api/whoami/ 200") == len(out)
+    assert stats.get("/api/whoami/ 401", 0) == 0
+    assert stats.get("/api/token/refresh/ 401", 0) == 0
+    [counts] = last_counts(out).values()  # one process (threads pool)
+    assert counts["logins"] == 1 and counts["refreshes"] >= 2
+    # The worker noticed, and said so once (not at every refresh) without failing anything.
+    said = re.findall(r"clock differs from the API server's by (-?\d+)s", worker.log())
+    assert len(said) == 1, said
+    assert abs(abs(int(said[0])) - abs(offset)) <= 1  # iat is in whole seconds
 
 
 def test_expired_refresh_token_logs_in_again(api_server_factory, worker_factory):

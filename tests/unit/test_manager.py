@@ -152,6 +152,23 @@ def test_server_clock_hours_off_changes_nothing_but_warns(config, make_jwt, cloc
     assert "clock differs from the API server's by 18000s" in caplog.text
 
 
+def test_the_skew_warning_comes_once_and_again_only_when_the_skew_moves(config, make_jwt, clock, caplog):
+    server_offset = [-3600.0]
+    backend = FakeBackend(make_jwt, server_now=lambda: SERVER_NOW + server_offset[0])
+    manager = new_manager(config, backend, clock)
+    manager.get()
+    for _ in range(3):  # three refreshes at the same skew
+        clock.advance(300)
+        manager.get()
+    assert backend.refresh_calls and len(backend.refresh_calls) == 3
+    assert caplog.text.count("clock differs") == 1
+    server_offset[0] = -7200.0  # someone moved a clock by another hour
+    clock.advance(300)
+    manager.get()
+    assert caplog.text.count("clock differs") == 2
+    assert "by 7200s" in caplog.text
+
+
 def test_forget_drops_the_tokens(manager, backend):
     manager.get()
     manager.forget()
