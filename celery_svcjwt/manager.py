@@ -273,7 +273,7 @@ class TokenManager:
             logger.warning(
                 "celery-svcjwt: this worker's clock differs from the API server's by %.0fs; "
                 "expiry is tracked on the worker's own clock, but fix NTP",
-                tokens.skew,
+                skew,
             )
         self._emit(event)
         return tokens

@@ -35,7 +35,7 @@ __all__ = ["ApiSession", "JWTAuth"]
 
 logger = logging.getLogger(__name__)
 
-#: What a finished request's Authorization header says instead of the token (see JWTAuth.scrub).
+#: What a finished request's Authorization header says instead of the token (see JWTAuth.scrubbed).
 REDACTED = "[token removed]"
 
 #: 401 codes that a refresh cannot cure (the password changed; the account was deleted or
@@ -154,14 +154,14 @@ class JWTAuth(requests.auth.AuthBase):
 
 def _responses_in(response: requests.Response | None) -> list[requests.Response]:
     """``response`` and every response in its history, nested ones too (a 401 retry's lands there)."""
-    found: list[requests.Response] = []
+    found: dict[int, requests.Response] = {}
     todo = [response] if response is not None else []
     while todo:
         r = todo.pop()
-        if all(r is not f for f in found):
-            found.append(r)
+        if id(r) not in found:
+            found[id(r)] = r
             todo.extend(r.history)
-    return found
+    return list(found.values())
 
 
 def _rewind(request: requests.PreparedRequest) -> bool:
